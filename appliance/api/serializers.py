@@ -1,0 +1,68 @@
+"""The JSON shapes of the API (documented in openapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.models import Question
+from ingest.models import Collection, Document
+
+
+def collection_json(collection: Collection) -> dict[str, Any]:
+    return {
+        "id": collection.pk,
+        "name": collection.name,
+        "department": collection.department.name,
+        "language": collection.language,
+    }
+
+
+def document_json(document: Document) -> dict[str, Any]:
+    return {
+        "id": document.pk,
+        "collection_id": document.collection_id,
+        "title": document.title,
+        "name": document.original_name,
+        "kind": document.kind,
+        "status": document.status,
+        "error": document.error,
+        "pages": document.pages,
+        "pages_done": document.pages_done,
+        "chunks": document.chunks,
+        "chunks_done": document.chunks_done,
+        "progress": document.progress_percent,
+        "created_at": document.created_at.isoformat(),
+    }
+
+
+def visible_citations(question: Question, user: Any) -> list[Any]:
+    """Citations whose documents the person may read now (access can change after asking)."""
+    return list(
+        question.citations.filter(document__in=Document.objects.visible_to(user)).order_by("n")
+    )
+
+
+def question_json(question: Question, user: Any) -> dict[str, Any]:
+    citations = visible_citations(question, user)
+    shown = [c for c in citations if c.cited] or citations
+    return {
+        "id": question.pk,
+        "status": question.status,
+        "question": question.text,
+        "answer": question.answer,
+        "grounded": question.grounded,
+        "error": question.error,
+        "model": question.model,
+        "created_at": question.created_at.isoformat(),
+        "citations": [
+            {
+                "n": c.n,
+                "document_id": c.document_id,
+                "title": c.title,
+                "page": c.page,
+                "snippet": c.snippet,
+                "cited": c.cited,
+            }
+            for c in shown
+        ],
+    }

@@ -1,0 +1,151 @@
+"""The JSON API under /api/v1/. Every lookup goes through the access policy; forbidden and
+missing answer the same 404."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from appliance.api.common import api, error, json_body, not_found
+from appliance.api.serializers import collection_json, document_json, question_json
+from appliance.audit import actions as audit
+from appliance.audit import export as audit_export
+from appliance.audit.models import Action
+from appliance.audit.permissions import is_auditor
+from inference import actions as inference_actions
+from inference.models import Question
+from ingest import actions as ingest_actions
+from ingest.models import Collection, Document
+
+
+@api("GET")
+def collections(request: HttpRequest) -> HttpResponse:
+    visible = Collection.objects.visible_to(request.user).select_related("department")
+    return JsonResponse({"collections": [collection_json(c) for c in visible]})
+
+
+@api("GET", "POST")
+def collection_documents(request: HttpRequest, collection_id: int) -> HttpResponse:
+    collection = Collection.objects.visible_to(request.user).filter(pk=collection_id).first()
+    if collection is None:
+        return not_found()
+    if request.method == "GET":
+        documents = Document.objects.filter(collection=collection).order_by("-created_at")
+        return JsonResponse({"documents": [document_json(d) for d in documents]})
+    if not Collection.objects.manageable_by(request.user).filter(pk=collection.pk).exists():
+        audit.record_alone(
+            Action.ACCESS_DENIED,
+            actor=request.user,
+            obj=collection,
+            details={"attempt": "upload"},
+        )
+        return error(403, "Only curators of this collection's department may upload to it.")
+    files = request.FILES.getlist("files")
+    if not files:
+        return error(400, 'Send one or more files in multipart fields named "files".')
+    results = ingest_actions.upload_documents(
+        request.user,
+        collection,
+        [ingest_actions.IncomingFile(f.name, f) for f in files],
+    )
+    body = []
+    for result in results:
+        if result.document is None:
+            body.append(
+                {"id": None, "title": result.name, "status": "rejected", "error": result.error}
+            )
+        else:
+            item = document_json(result.document)
+            item["duplicate"] = result.duplicate
+            body.append(item)
+    return JsonResponse({"documents": body}, status=202)
+
+
+@api("GET", "DELETE")
+def document(request: HttpRequest, document_id: int) -> HttpResponse:
+    found = Document.objects.visible_to(request.user).filter(pk=document_id).first()
+    if found is None:
+        return not_found()
+    if request.method == "DELETE":
+        if not Document.objects.manageable_by(request.user).filter(pk=found.pk).exists():
+            audit.record_alone(
+                Action.ACCESS_DENIED, actor=request.user, obj=found, details={"attempt": "delete"}
+            )
+            return error(403, "Only curators of this document's department may delete it.")
+        ingest_actions.delete_document(request.user, found)
+        return HttpResponse(status=204)
+    return JsonResponse(document_json(found))
+
+
+@api("POST")
+def questions(request: HttpRequest) -> HttpResponse:
+    try:
+        body = json_body(request)
+        collection_ids = body.get("collection_ids") or None
+        if collection_ids is not None and not isinstance(collection_ids, list):
+            raise inference_actions.InvalidQuestion("collection_ids must be a list of ids.")
+        question = inference_actions.ask(
+            request.user, str(body.get("question", "")), collection_ids
+        )
+    except (ValueError, inference_actions.InvalidQuestion) as exc:
+        return error(400, str(exc))
+    return JsonResponse(
+        {
+            "id": question.pk,
+            "status": question.status,
+            "events": f"/api/v1/questions/{question.pk}/events",
+        },
+        status=202,
+    )
+
+
+@api("GET")
+def question(request: HttpRequest, question_id: int) -> HttpResponse:
+    found = Question.objects.visible_to(request.user).filter(pk=question_id).first()
+    if found is None:
+        return not_found()
+    return JsonResponse(question_json(found, request.user))
+
+
+@api("POST")
+def question_cancel(request: HttpRequest, question_id: int) -> HttpResponse:
+    found = Question.objects.visible_to(request.user).filter(pk=question_id).first()
+    if found is None:
+        return not_found()
+    inference_actions.cancel(request.user, found)
+    return JsonResponse({"id": found.pk, "status": "stopping"}, status=202)
+
+
+@api("GET")
+def audit_events(request: HttpRequest) -> HttpResponse:
+    if not is_auditor(request.user):
+        audit.record_alone(
+            Action.ACCESS_DENIED, actor=request.user, details={"attempt": "audit export"}
+        )
+        return not_found()
+    fmt = request.GET.get("format", "jsonl")
+    try:
+        if fmt not in audit_export.FORMATS:
+            raise audit_export.BadFilter("format must be jsonl or csv")
+        filters = audit_export.Filters(
+            since=audit_export.parse_time(request.GET.get("since"), "since"),
+            until=audit_export.parse_time(request.GET.get("until"), "until"),
+            user=request.GET.get("user", ""),
+            department=request.GET.get("department", ""),
+            action=request.GET.get("action", ""),
+        )
+    except audit_export.BadFilter as exc:
+        return error(400, str(exc))
+    audit.record_alone(
+        Action.AUDIT_EXPORT,
+        actor=request.user,
+        details={"format": fmt, "filters": filters.as_dict(), "via": "api"},
+    )
+    rows = audit_export.iter_rows(audit_export.filtered(filters))
+    response = StreamingHttpResponse(
+        audit_export.render_rows(rows, fmt),
+        content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
+    )
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
+    return response

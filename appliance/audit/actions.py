@@ -1,0 +1,109 @@
+"""Writing audit rows.
+
+``record`` must run inside the transaction of the act it records, as its last statement:
+it takes a transaction-scoped advisory lock so that concurrent writers append one after
+another (the chain never forks), and taking that lock last, after the act's own row locks,
+means two writers can never wait on each other in opposite orders (no deadlock).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from appliance.audit import chain
+from appliance.audit.context import current
+from appliance.audit.models import AuditEvent
+
+# Any constant works; it only has to be the same in every writer.
+_CHAIN_LOCK_KEY = 0x61756469  # "audi"
+
+
+def _departments_of(user: Any) -> list[str]:
+    if user is None or not getattr(user, "pk", None):
+        return []
+    from appliance.accounts.models import Membership
+
+    return sorted(
+        {
+            f"{name}:{role}"
+            for name, role in Membership.objects.filter(user_id=user.pk).values_list(
+                "department__name", "role"
+            )
+        }
+    )
+
+
+def record(
+    action: str,
+    *,
+    actor: Any = None,
+    actor_name: str = "",
+    obj: Any = None,
+    object_type: str = "",
+    object_id: Any = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit.record must run inside the transaction of the act it records")
+    ctx = current.get()
+    if obj is not None:
+        object_type = object_type or obj._meta.model_name
+        object_id = object_id or obj.pk
+    name = actor_name or (actor.get_username() if actor is not None and actor.pk else "")
+    salt = secrets.token_hex(16)
+    event = AuditEvent(
+        created_at=timezone.now(),
+        actor_id=actor.pk if actor is not None and actor.pk else None,
+        actor=name[:150],
+        actor_departments=_departments_of(actor),
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        identity_salt=salt,
+        identity_digest=chain.identity_digest(salt, name[:150], ctx.ip, ctx.user_agent),
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id) if object_id not in (None, "") else "",
+        details=details or {},
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('audit_auditevent', 'id'))")
+        event.id = cursor.fetchone()[0]
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    event.prev_hash = last or chain.GENESIS
+    event.hash = chain.row_hash(event.prev_hash, to_row(event))
+    event.save(force_insert=True)
+    return event
+
+
+def to_row(event: AuditEvent) -> dict[str, Any]:
+    """The exported and hashed form of a row (JSON-ready)."""
+    return {
+        "id": event.id,
+        "created_at": event.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor_id": event.actor_id,
+        "actor": event.actor,
+        "actor_departments": list(event.actor_departments),
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "identity_salt": event.identity_salt,
+        "identity_digest": event.identity_digest,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def record_alone(action: str, **kwargs: Any) -> AuditEvent:
+    """Record in a transaction of its own, for acts that change nothing else (a failed
+    sign-in, a denied access, a download)."""
+    with transaction.atomic():
+        return record(action, **kwargs)

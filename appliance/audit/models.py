@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Action(models.TextChoices):
+    LOGIN = "login", "Signed in"
+    LOGIN_FAILED = "login_failed", "Failed sign-in"
+    LOGOUT = "logout", "Signed out"
+    ACCESS_DENIED = "access_denied", "Access denied"
+    QUESTION = "question", "Asked a question"
+    ANSWER = "answer", "Answer given"
+    UPLOAD = "upload", "Uploaded a document"
+    INGEST_DONE = "ingest_done", "Ingestion finished"
+    INGEST_FAILED = "ingest_failed", "Ingestion failed"
+    DOCUMENT_DELETE = "document_delete", "Deleted a document"
+    COLLECTION_CREATE = "collection_create", "Created a collection"
+    COLLECTION_DELETE = "collection_delete", "Deleted a collection"
+    SHARE = "share", "Shared a collection"
+    UNSHARE = "unshare", "Unshared a collection"
+    DEPARTMENT_CREATE = "department_create", "Created a department"
+    USER_CREATE = "user_create", "Created a user"
+    MEMBERSHIP_ADD = "membership_add", "Added a membership"
+    MEMBERSHIP_REMOVE = "membership_remove", "Removed a membership"
+    TOKEN_CREATE = "token_create", "Created an API token"
+    SETTINGS_CHANGE = "settings_change", "Changed a setting"
+    AUDIT_EXPORT = "audit_export", "Exported the audit log"
+
+
+class AuditEvent(models.Model):
+    """One row per audited act, chained by hashes (see ``appliance.audit.chain``).
+
+    There is deliberately no foreign key to users or documents: the table is append-only,
+    so nothing may cascade into it. The database refuses UPDATE, DELETE and TRUNCATE for
+    the application's role (migration 0002).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+    actor_id = models.BigIntegerField(null=True, db_index=True)
+    actor = models.CharField(max_length=150, blank=True, db_index=True)
+    actor_departments = models.JSONField(default=list)
+    ip = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    # Identity (actor, ip, user agent) enters the hash only through this salted digest, so
+    # a person can be pseudonymised (GDPR) without breaking the chain.
+    identity_salt = models.CharField(max_length=32, blank=True)
+    identity_digest = models.CharField(max_length=64)
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["action", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} by {self.actor or 'system'}"

@@ -1,0 +1,67 @@
+"""GET /healthz: 200 when the database, Redis, both kinds of worker and the model are fine;
+503 naming what is wrong otherwise. Cheap enough to poll every few seconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from inference import events
+
+WORKER_KEY = "appliance:worker:{role}:{host}"
+
+
+def _database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        return None if row else "the pgvector extension is missing from the database"
+    except Exception as exc:
+        return f"the database is unreachable ({type(exc).__name__})"
+
+
+def _redis() -> str | None:
+    try:
+        events.client().ping()
+        return None
+    except Exception as exc:
+        return f"Redis is unreachable ({type(exc).__name__})"
+
+
+def _workers() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    try:
+        for role in ("ingest", "answer"):
+            keys = list(events.client().scan_iter(WORKER_KEY.format(role=role, host="*")))
+            found[role] = len(keys)
+    except Exception:
+        return {}
+    return found
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    problems: list[str] = []
+    for check in (_database, _redis):
+        problem = check()
+        if problem:
+            problems.append(problem)
+    workers = _workers()
+    for role in ("ingest", "answer"):
+        if workers and not workers.get(role):
+            problems.append(f"no {role} worker is running")
+    if not settings.LLM_MODEL_PATH.is_file():
+        problems.append(f"the language model file {settings.LLM_MODEL_PATH} is missing")
+    if not (settings.EMBEDDING_MODEL_PATH / "config.json").is_file():
+        problems.append(f"the embedding model is missing at {settings.EMBEDDING_MODEL_PATH}")
+    body = {
+        "status": "ok" if not problems else "unhealthy",
+        "problems": problems,
+        "workers": workers,
+        "model": settings.LLM_SPEC.name,
+        "demo_model": settings.LLM_SPEC.demo,
+    }
+    return JsonResponse(body, status=200 if not problems else 503)

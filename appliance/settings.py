@@ -1,0 +1,261 @@
+"""The one settings module. Every value comes from the environment (or the settings file
+that deploy/up writes, ``var/appliance.env``); README.md lists them all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from appliance.env import Env, SettingError, load_env_file
+from inference.catalog import DEFAULT_MODEL, spec_for
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_env_file(Path(os.environ.get("APPLIANCE_ENV_FILE", BASE_DIR / "var" / "appliance.env")))
+env = Env()
+
+# Nothing may call home: no hub downloads, no telemetry, in every process that loads settings.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "true",
+    "SCARF_NO_ANALYTICS": "true",
+    "UNSTRUCTURED_TELEMETRY": "off",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+APPLIANCE_ENV = env.choice("APPLIANCE_ENV", "development", ("development", "production"))
+PRODUCTION = APPLIANCE_ENV == "production"
+DEBUG = env.bool("APPLIANCE_DEBUG", False)
+
+if PRODUCTION:
+    SECRET_KEY = env.str("APPLIANCE_SECRET_KEY")
+    if len(SECRET_KEY) < 50:
+        raise SettingError("APPLIANCE_SECRET_KEY must be at least 50 characters in production")
+    ALLOWED_HOSTS = env.list("APPLIANCE_ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise SettingError("APPLIANCE_ALLOWED_HOSTS is required in production")
+else:
+    SECRET_KEY = env.str("APPLIANCE_SECRET_KEY", "development-only-" + "x" * 50)
+    ALLOWED_HOSTS = env.list("APPLIANCE_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+
+DATA_DIR = env.path("APPLIANCE_DATA_DIR", BASE_DIR / "var")
+UPLOAD_DIR = DATA_DIR / "uploads"
+MODELS_DIR = env.path("APPLIANCE_MODELS_DIR", DATA_DIR / "models")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "axes",
+    "appliance.accounts",
+    "appliance.audit",
+    "appliance.web",
+    "ingest",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "appliance.web.middleware.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "appliance.accounts.middleware.BearerTokenMiddleware",
+    "appliance.accounts.middleware.SessionTimeoutMiddleware",
+    "appliance.audit.middleware.RequestContextMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "appliance.urls"
+ASGI_APPLICATION = "appliance.asgi.application"
+WSGI_APPLICATION = "appliance.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "appliance.web.context.appliance",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": env.str("APPLIANCE_DB_HOST", "127.0.0.1"),
+        "PORT": env.int("APPLIANCE_DB_PORT", 5432),
+        "NAME": env.str("APPLIANCE_DB_NAME", "appliance"),
+        "USER": env.str("APPLIANCE_DB_USER", "appliance_app"),
+        "PASSWORD": env.str("APPLIANCE_DB_PASSWORD", ""),
+        "CONN_MAX_AGE": env.int("APPLIANCE_DB_CONN_MAX_AGE", 0 if DEBUG else 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env.str("APPLIANCE_DB_TEST_NAME", "test_appliance")},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The role the running appliance uses; migrations run as the owner role (see README).
+DB_APP_ROLE = env.str("APPLIANCE_DB_APP_ROLE", "appliance_app")
+
+REDIS_URL = env.str("APPLIANCE_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "ask"
+LOGOUT_REDIRECT_URL = "login"
+
+# Sessions: an idle timeout (the cookie's age, renewed on each request) and an absolute one
+# (checked by SessionTimeoutMiddleware), so a stolen cookie does not live forever.
+SESSION_COOKIE_AGE = env.int("APPLIANCE_SESSION_IDLE_MINUTES", 30, minimum=1) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_ABSOLUTE_SECONDS = env.int("APPLIANCE_SESSION_ABSOLUTE_HOURS", 12, minimum=1) * 3600
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Login throttling: lock a username from one address after repeated failures, so a proxy
+# that makes everyone share one address does not lock out the whole organisation.
+AXES_FAILURE_LIMIT = env.int("APPLIANCE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env.int("APPLIANCE_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_PROXY_COUNT = env.int("APPLIANCE_TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+AXES_VERBOSE = False
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("APPLIANCE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env.int("APPLIANCE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    CSRF_TRUSTED_ORIGINS = env.list("APPLIANCE_CSRF_TRUSTED_ORIGINS", [])
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = env.str("APPLIANCE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "appliance" / "web" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# Uploads: a clean 400/413 for requests beyond these, never a crash or a full disk.
+UPLOAD_MAX_FILE_MB = env.int("APPLIANCE_UPLOAD_MAX_FILE_MB", 200, minimum=1)
+UPLOAD_MAX_FILES = env.int("APPLIANCE_UPLOAD_MAX_FILES", 500, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+# --- models -------------------------------------------------------------------------------
+LLM_MODEL = env.str("APPLIANCE_LLM_MODEL", DEFAULT_MODEL)
+LLM_SPEC = spec_for(LLM_MODEL)
+LLM_MODEL_PATH = env.path("APPLIANCE_LLM_MODEL_PATH", MODELS_DIR / LLM_SPEC.filename)
+LLM_CHAT_FORMAT = env.choice(
+    "APPLIANCE_LLM_CHAT_FORMAT", LLM_SPEC.chat_format, ("harmony", "template")
+)
+LLM_CONTEXT_TOKENS = env.int("APPLIANCE_LLM_CONTEXT_TOKENS", 8192, minimum=512)
+LLM_THREADS = env.int("APPLIANCE_LLM_THREADS", os.cpu_count() or 2, minimum=1)
+LLM_GPU_LAYERS = env.int("APPLIANCE_LLM_GPU_LAYERS", 0, minimum=-1)
+LLM_MAX_ANSWER_TOKENS = env.int("APPLIANCE_LLM_MAX_ANSWER_TOKENS", 512, minimum=16)
+LLM_TEMPERATURE = env.float(
+    "APPLIANCE_LLM_TEMPERATURE", 1.0 if LLM_CHAT_FORMAT == "harmony" else 0.2
+)
+LLM_TOP_P = env.float("APPLIANCE_LLM_TOP_P", 1.0 if LLM_CHAT_FORMAT == "harmony" else 0.9)
+LLM_REASONING_EFFORT = env.choice(
+    "APPLIANCE_LLM_REASONING_EFFORT", "low", ("low", "medium", "high")
+)
+LLM_STORE_REASONING = env.bool("APPLIANCE_LLM_STORE_REASONING", False)
+LLM_SEED = env.int("APPLIANCE_LLM_SEED", -1)
+
+EMBEDDING_MODEL_PATH = env.path("APPLIANCE_EMBEDDING_MODEL_PATH", MODELS_DIR / "all-MiniLM-L6-v2")
+EMBEDDING_DIMENSIONS = 384
+EMBEDDING_THREADS = env.int("APPLIANCE_EMBEDDING_THREADS", os.cpu_count() or 2, minimum=1)
+EMBEDDING_BATCH_SIZE = env.int("APPLIANCE_EMBEDDING_BATCH_SIZE", 32, minimum=1)
+
+# --- retrieval and answers ----------------------------------------------------------------
+RETRIEVAL_TOP_K = env.int("APPLIANCE_RETRIEVAL_TOP_K", 6, minimum=1)
+RETRIEVAL_CANDIDATES = env.int("APPLIANCE_RETRIEVAL_CANDIDATES", 40, minimum=1)
+RELEVANCE_FLOOR = env.float("APPLIANCE_RELEVANCE_FLOOR", 0.30)
+CONTEXT_BUDGET_TOKENS = env.int("APPLIANCE_CONTEXT_BUDGET_TOKENS", 900, minimum=100)
+CHUNK_TOKENS = env.int("APPLIANCE_CHUNK_TOKENS", 200, minimum=32)
+CHUNK_OVERLAP_TOKENS = env.int("APPLIANCE_CHUNK_OVERLAP_TOKENS", 30, minimum=0)
+ANSWER_EVENTS_TTL_SECONDS = env.int("APPLIANCE_ANSWER_EVENTS_TTL_SECONDS", 3600, minimum=60)
+
+# --- background work ----------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "ingest"
+CELERY_TASK_ROUTES = {
+    "ingest.*": {"queue": "ingest"},
+    "inference.*": {"queue": "answer"},
+}
+# Time limits stay below Redis' visibility timeout, so a task is never handed to a second
+# worker while the first still runs it.
+INGEST_TASK_TIME_LIMIT = env.int("APPLIANCE_INGEST_TIME_LIMIT_SECONDS", 1800, minimum=60)
+ANSWER_TASK_TIME_LIMIT = env.int("APPLIANCE_ANSWER_TIME_LIMIT_SECONDS", 600, minimum=30)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(INGEST_TASK_TIME_LIMIT, ANSWER_TASK_TIME_LIMIT) + 600,
+}
+CELERY_TASK_TIME_LIMIT = INGEST_TASK_TIME_LIMIT
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("APPLIANCE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        "unstructured": {"level": "WARNING"},
+        "pdfminer": {"level": "ERROR"},
+    },
+}

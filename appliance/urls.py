@@ -1,0 +1,10 @@
+from django.urls import include, path
+
+from appliance import health
+from appliance.web import urls as web_urls
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("api/v1/", include("appliance.api.urls")),
+    path("", include(web_urls)),
+]

@@ -1,0 +1,162 @@
+// Streams an answer into the page: POST the question, then follow its Server-Sent Events.
+// Everything the model writes is inserted as text, never as HTML.
+(function () {
+  "use strict";
+
+  const form = document.getElementById("ask-form");
+  const page = document.getElementById("question-page");
+  const statusEl = document.getElementById("ask-status");
+  const stopButton = document.getElementById("stop-button");
+  let current = null;
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function setStatus(text) {
+    if (statusEl) statusEl.textContent = text;
+  }
+
+  function renderWithCitations(target, text, questionId) {
+    target.textContent = "";
+    const parts = text.split(/(\[\d{1,3}\])/);
+    for (const part of parts) {
+      const m = part.match(/^\[(\d{1,3})\]$/);
+      if (m) {
+        const a = document.createElement("a");
+        a.className = "cite";
+        a.href = "#q" + questionId + "-source-" + m[1];
+        a.textContent = part;
+        target.appendChild(a);
+      } else if (part) {
+        target.appendChild(document.createTextNode(part));
+      }
+    }
+  }
+
+  function renderSources(list, sources, cited, questionId) {
+    list.textContent = "";
+    const shown = cited && cited.length ? sources.filter((s) => cited.includes(s.n)) : sources;
+    for (const s of shown) {
+      const li = document.createElement("li");
+      li.value = s.n;
+      li.id = "q" + questionId + "-source-" + s.n;
+      const a = document.createElement("a");
+      a.href = "/documents/" + s.document_id + "/passage" + (s.chunk_id ? "?chunk=" + s.chunk_id : (s.page ? "?page=" + s.page : ""));
+      a.textContent = s.title + (s.page ? ", page " + s.page : "");
+      const quote = document.createElement("blockquote");
+      quote.textContent = s.snippet.length > 280 ? s.snippet.slice(0, 279) + "…" : s.snippet;
+      li.appendChild(a);
+      li.appendChild(quote);
+      list.appendChild(li);
+    }
+  }
+
+  function follow(questionId) {
+    const textEl = document.getElementById("live-text");
+    const sourcesEl = document.getElementById("live-sources");
+    let answer = "";
+    let sources = [];
+    current = questionId;
+    if (stopButton) stopButton.hidden = false;
+    const source = new EventSource("/api/v1/questions/" + questionId + "/events");
+
+    source.addEventListener("queued", (e) => {
+      const data = JSON.parse(e.data);
+      setStatus(data.position > 1 ? "Waiting: " + (data.position - 1) + " question(s) ahead of yours…" : "Searching your documents…");
+    });
+    source.addEventListener("sources", (e) => {
+      sources = JSON.parse(e.data).sources || [];
+      setStatus(sources.length ? "Writing the answer…" : "");
+    });
+    source.addEventListener("token", (e) => {
+      answer += JSON.parse(e.data).text;
+      textEl.textContent = answer;
+      textEl.classList.add("streaming");
+    });
+    source.addEventListener("done", (e) => {
+      const data = JSON.parse(e.data);
+      source.close();
+      textEl.classList.remove("streaming");
+      renderWithCitations(textEl, data.answer || answer, questionId);
+      if (data.grounded === false) textEl.classList.add("not-found");
+      renderSources(sourcesEl, sources, data.cited, questionId);
+      setStatus(data.stopped ? "Stopped." : "");
+      finish(questionId);
+    });
+    source.addEventListener("error", (e) => {
+      if (e.data) {
+        source.close();
+        const p = document.createElement("p");
+        p.className = "error";
+        p.textContent = JSON.parse(e.data).message;
+        textEl.after(p);
+        setStatus("");
+        finish(questionId);
+      } else {
+        setStatus("Connection lost, reconnecting…");  // EventSource retries on its own
+      }
+    });
+  }
+
+  function finish(questionId) {
+    current = null;
+    if (stopButton) stopButton.hidden = true;
+    const button = document.getElementById("ask-button");
+    if (button) button.disabled = false;
+    if (form && window.history && questionId) {
+      const link = document.createElement("a");
+      link.href = "/questions/" + questionId + "/";
+      link.textContent = "Permanent link to this answer";
+      link.className = "small";
+      document.getElementById("live-answer").appendChild(link);
+    }
+  }
+
+  if (stopButton) {
+    stopButton.addEventListener("click", () => {
+      if (!current) return;
+      fetch("/api/v1/questions/" + current + "/cancel", {
+        method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin",
+      });
+      setStatus("Stopping…");
+    });
+  }
+
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const text = form.question.value.trim();
+      if (!text) return;
+      const ids = Array.from(form.querySelectorAll("input[name=collection_ids]:checked")).map((i) => Number(i.value));
+      const button = document.getElementById("ask-button");
+      button.disabled = true;
+      setStatus("Sending…");
+      const response = await fetch("/api/v1/questions", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify(ids.length ? { question: text, collection_ids: ids } : { question: text }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        setStatus(body.error || "The question could not be sent. Please try again.");
+        button.disabled = false;
+        return;
+      }
+      const live = document.getElementById("live-answer");
+      live.hidden = false;
+      live.querySelectorAll("a.small, p.error").forEach((n) => n.remove());
+      document.getElementById("live-question").textContent = text;
+      document.getElementById("live-text").textContent = "";
+      document.getElementById("live-text").className = "answer-text";
+      document.getElementById("live-sources").textContent = "";
+      follow(body.id);
+    });
+  } else if (page && !page.dataset.final) {
+    follow(Number(page.dataset.questionId));
+  }
+})();

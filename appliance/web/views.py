@@ -1,0 +1,183 @@
+"""The pages people use. Each looks objects up through the access policy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from appliance.access import get_or_404
+from appliance.api.serializers import visible_citations
+from appliance.audit import actions as audit
+from appliance.audit import export as audit_export
+from appliance.audit.models import Action
+from appliance.audit.permissions import is_auditor
+from inference import actions as inference_actions
+from inference.models import Question
+from ingest import actions as ingest_actions
+from ingest import storage
+from ingest.models import Chunk, Collection, Document
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def ask(request: HttpRequest) -> HttpResponse:
+    collections = Collection.objects.visible_to(request.user).select_related("department")
+    if request.method == "POST":
+        try:
+            question = inference_actions.ask(
+                request.user,
+                request.POST.get("question", ""),
+                request.POST.getlist("collection_ids") or None,
+            )
+        except inference_actions.InvalidQuestion as exc:
+            messages.error(request, str(exc))
+            return redirect("ask")
+        return redirect("question", question_id=question.pk)
+    recent = Question.objects.visible_to(request.user).order_by("-created_at")[:20]
+    return render(request, "ask.html", {"collections": collections, "recent": recent})
+
+
+@login_required
+def question(request: HttpRequest, question_id: int) -> HttpResponse:
+    found = get_or_404(Question.objects.visible_to(request.user), pk=question_id)
+    citations = visible_citations(found, request.user)
+    shown = [c for c in citations if c.cited] or citations
+    return render(request, "question.html", {"question": found, "citations": shown})
+
+
+@login_required
+def collections(request: HttpRequest) -> HttpResponse:
+    visible = Collection.objects.visible_to(request.user).select_related("department")
+    managed = set(Collection.objects.manageable_by(request.user).values_list("pk", flat=True))
+    return render(request, "collections.html", {"collections": visible, "managed": managed})
+
+
+@login_required
+def collection(request: HttpRequest, collection_id: int) -> HttpResponse:
+    found = get_or_404(
+        Collection.objects.visible_to(request.user).select_related("department"), pk=collection_id
+    )
+    can_manage = Collection.objects.manageable_by(request.user).filter(pk=found.pk).exists()
+    documents = Document.objects.filter(collection=found).order_by("-created_at")
+    page = Paginator(documents, 100).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "collection.html",
+        {"collection": found, "page": page, "can_manage": can_manage},
+    )
+
+
+@login_required
+@require_POST
+def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
+    found = get_or_404(Collection.objects.manageable_by(request.user), pk=collection_id)
+    files = request.FILES.getlist("files")
+    if not files:
+        messages.error(request, "Choose one or more files to upload.")
+        return redirect("collection", collection_id=found.pk)
+    results = ingest_actions.upload_documents(
+        request.user, found, [ingest_actions.IncomingFile(f.name, f) for f in files]
+    )
+    queued = sum(1 for r in results if r.document and not r.duplicate)
+    duplicates = [r.name for r in results if r.duplicate]
+    rejected = [f"{r.name}: {r.error}" for r in results if r.error]
+    if queued:
+        messages.success(request, f"{queued} file{'s' if queued != 1 else ''} queued for reading.")
+    if duplicates:
+        messages.info(
+            request, "Already in this collection, not added again: " + ", ".join(duplicates)
+        )
+    for line in rejected:
+        messages.error(request, line)
+    return redirect("collection", collection_id=found.pk)
+
+
+@login_required
+@require_POST
+def document_action(request: HttpRequest, document_id: int, action: str) -> HttpResponse:
+    found = get_or_404(Document.objects.manageable_by(request.user), pk=document_id)
+    collection_id = found.collection_id
+    if action == "delete":
+        ingest_actions.delete_document(request.user, found)
+        messages.success(request, f"Deleted “{found.title}”. It no longer appears in answers.")
+    elif action == "retry":
+        ingest_actions.retry_document(request.user, found)
+        messages.success(request, f"“{found.title}” is queued again.")
+    elif action == "cancel":
+        ingest_actions.cancel_document(request.user, found)
+    else:
+        raise Http404
+    return redirect("collection", collection_id=collection_id)
+
+
+@login_required
+def passage(request: HttpRequest, document_id: int) -> HttpResponse:
+    """The cited passage, with the text around it, at its page."""
+    found = get_or_404(Document.objects.visible_to(request.user), pk=document_id)
+    chunks = Chunk.objects.visible_to(request.user).filter(document=found)
+    focus_id = request.GET.get("chunk")
+    page = request.GET.get("page")
+    focus = None
+    if focus_id and focus_id.isdigit():
+        focus = chunks.filter(pk=int(focus_id)).first()
+    if focus is None and page and page.isdigit():
+        focus = chunks.filter(page=int(page)).order_by("ordinal").first()
+    if focus is None:
+        focus = chunks.order_by("ordinal").first()
+    around: list[Any] = []
+    if focus is not None:
+        around = list(
+            chunks.filter(ordinal__gte=focus.ordinal - 2, ordinal__lte=focus.ordinal + 2)
+            .order_by("ordinal")
+            .only("pk", "ordinal", "page", "section", "text")
+        )
+    return render(request, "passage.html", {"document": found, "focus": focus, "around": around})
+
+
+@login_required
+def document_file(request: HttpRequest, document_id: int) -> HttpResponse:
+    found = get_or_404(Document.objects.visible_to(request.user), pk=document_id)
+    try:
+        handle = open(storage.absolute(found.stored_path), "rb")  # noqa: SIM115 - FileResponse closes it
+    except (OSError, ValueError):
+        raise Http404 from None
+    return FileResponse(handle, as_attachment=True, filename=found.original_name)
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    if not is_auditor(request.user):
+        audit.record_alone(
+            Action.ACCESS_DENIED, actor=request.user, details={"attempt": "audit page"}
+        )
+        raise Http404
+    try:
+        filters = _audit_filters(request)
+    except audit_export.BadFilter as exc:
+        messages.error(request, str(exc))
+        filters = audit_export.Filters()
+    events = audit_export.filtered(filters).order_by("-id")
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "audit.html",
+        {"page": page, "filters": filters, "actions": Action.choices, "query": query.urlencode()},
+    )
+
+
+def _audit_filters(request: HttpRequest) -> audit_export.Filters:
+    return audit_export.Filters(
+        since=audit_export.parse_time(request.GET.get("since"), "From"),
+        until=audit_export.parse_time(request.GET.get("until"), "Until"),
+        user=request.GET.get("user", "").strip(),
+        department=request.GET.get("department", "").strip(),
+        action=request.GET.get("action", "").strip(),
+    )

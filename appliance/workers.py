@@ -1,0 +1,86 @@
+"""Worker processes announce themselves in Redis so /healthz can tell whether the ingest
+and answer workers are alive (and, for answer workers, that their model has loaded)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10
+_stop = threading.Event()
+
+
+def role() -> str:
+    return os.environ.get("APPLIANCE_WORKER_ROLE", "")
+
+
+def _key() -> str:
+    from appliance.health import WORKER_KEY
+
+    return WORKER_KEY.format(role=role(), host=f"{socket.gethostname()}-{os.getpid()}")
+
+
+def _beat() -> None:
+    from inference import events
+
+    while not _stop.is_set():
+        try:
+            events.client().set(_key(), "1", ex=HEARTBEAT_SECONDS * 3)
+        except Exception as exc:  # Redis away for a moment: try again next beat
+            log.warning("worker heartbeat failed: %s", exc)
+        _stop.wait(HEARTBEAT_SECONDS)
+
+
+@worker_process_init.connect
+def _start(**_: object) -> None:
+    if role() not in ("ingest", "answer"):
+        return
+    # Load the models before announcing, so "alive" also means "ready to work".
+    from ingest.embedding import model as embedding_model
+
+    embedding_model()
+    if role() == "answer":
+        from inference.llm.backend import get_model
+
+        get_model()
+    threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
+    if role() == "ingest":
+        threading.Thread(target=_reconcile_loop, name="reconciler", daemon=True).start()
+
+
+RECONCILE_SECONDS = 60
+
+
+def _reconcile_loop() -> None:
+    """Documents whose worker died or whose queue message was lost get queued again: once
+    right after start (the usual moment after a crash) and then every minute."""
+    from django.db import connections
+
+    from ingest.pipeline import reconcile
+
+    while True:
+        try:
+            reconcile()
+        except Exception as exc:
+            log.warning("reconciler pass failed: %s", exc)
+        finally:
+            connections.close_all()
+        if _stop.wait(RECONCILE_SECONDS):
+            return
+
+
+@worker_process_shutdown.connect
+def _stop_beat(**_: object) -> None:
+    _stop.set()
+    try:
+        from inference import events
+
+        events.client().delete(_key())
+    except Exception:
+        log.debug("could not remove the worker heartbeat key", exc_info=True)

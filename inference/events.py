@@ -1,0 +1,75 @@
+"""Each question's events live in a Redis Stream of their own, keyed by the question id.
+
+The answer worker appends ``queued``, ``sources``, ``token``, ``done`` and ``error``
+events; the web process relays them as Server-Sent Events, using the stream entry id as the
+SSE event id, so a browser that reconnects with ``Last-Event-ID`` resumes exactly where it
+left off. Streams expire after ``ANSWER_EVENTS_TTL_SECONDS``; the database keeps the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+FINAL_EVENTS = ("done", "error")
+ALIVE_SECONDS = 20
+
+
+def stream_key(question_id: int) -> str:
+    return f"appliance:answer:{question_id}:events"
+
+
+def alive_key(question_id: int) -> str:
+    return f"appliance:answer:{question_id}:alive"
+
+
+def cancel_key(question_id: int) -> str:
+    return f"appliance:answer:{question_id}:cancel"
+
+
+@cache
+def client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def async_client() -> aioredis.Redis:
+    # One per event loop: redis.asyncio connections belong to the loop that made them.
+    return aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def publish(question_id: int, event: str, data: dict[str, Any] | None = None) -> str:
+    key = stream_key(question_id)
+    pipe = client().pipeline(transaction=False)
+    pipe.xadd(key, {"event": event, "data": json.dumps(data or {}, ensure_ascii=False)})
+    pipe.expire(key, settings.ANSWER_EVENTS_TTL_SECONDS)
+    entry_id, _ = pipe.execute()
+    return entry_id
+
+
+def decode(entry: tuple[str, dict[str, str]]) -> tuple[str, str, dict[str, Any]]:
+    entry_id, fields = entry
+    return entry_id, fields.get("event", "message"), json.loads(fields.get("data") or "{}")
+
+
+def read(question_id: int, after: str = "0-0", block_ms: int = 0) -> list[tuple[str, str, dict]]:
+    response = client().xread({stream_key(question_id): after}, block=block_ms or None)
+    if not response:
+        return []
+    return [decode(entry) for entry in response[0][1]]
+
+
+def mark_alive(question_id: int) -> None:
+    client().set(alive_key(question_id), "1", ex=ALIVE_SECONDS)
+
+
+def request_cancel(question_id: int) -> None:
+    client().set(cancel_key(question_id), "1", ex=settings.ANSWER_EVENTS_TTL_SECONDS)
+
+
+def cancel_requested(question_id: int) -> bool:
+    return bool(client().exists(cancel_key(question_id)))

@@ -1,0 +1,1 @@
+"""Generation with a local GGUF model through llama-cpp-python."""

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class QuestionQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> QuestionQuerySet:
+        """Questions and their answers are private to the person who asked."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+
+class QuestionStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    ERROR = "error", "Error"
+
+
+class Question(models.Model):
+    """A question and, once answered, its answer. The row is the truth about progress."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="questions"
+    )
+    text = models.TextField()
+    # Collection ids the asker narrowed the question to; empty means all they may read.
+    # Access is checked again at retrieval time, never taken from here alone.
+    scope = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=QuestionStatus.choices, default=QuestionStatus.QUEUED
+    )
+    answer = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    grounded = models.BooleanField(null=True)
+    error = models.TextField(blank=True)
+    model = models.CharField(max_length=120, blank=True)
+    retrieved_chunk_ids = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.IntegerField(default=0)
+    completion_tokens = models.IntegerField(default=0)
+    ttft_ms = models.IntegerField(null=True, blank=True)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    attempts = models.IntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = QuestionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (QuestionStatus.DONE, QuestionStatus.ERROR)
+
+
+class Citation(models.Model):
+    """A numbered source the answer cites. Deleting the document deletes the citation."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="citations")
+    n = models.PositiveIntegerField()
+    chunk = models.ForeignKey(
+        "ingest.Chunk", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    document = models.ForeignKey("ingest.Document", on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=300)
+    page = models.IntegerField(null=True, blank=True)
+    snippet = models.TextField()
+    cited = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["n"]
+        constraints = [models.UniqueConstraint(fields=["question", "n"], name="citation_unique_n")]
+
+    def __str__(self) -> str:
+        return f"[{self.n}] {self.title}"

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+from appliance import access
+from appliance.accounts.models import Department
+
+
+class Language(models.TextChoices):
+    """Picks the PostgreSQL full-text configuration of a collection."""
+
+    ENGLISH = "english", "English"
+    NORWEGIAN = "norwegian", "Norwegian"
+    GERMAN = "german", "German"
+    FRENCH = "french", "French"
+    SPANISH = "spanish", "Spanish"
+    SIMPLE = "simple", "Other (no stemming)"
+
+
+class CollectionQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> CollectionQuerySet:
+        return self.filter(access.readable_collections_filter(user))
+
+    def manageable_by(self, user: Any) -> CollectionQuerySet:
+        return self.filter(access.managed_collections_filter(user))
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=200)
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="collections")
+    language = models.CharField(max_length=16, choices=Language.choices, default=Language.ENGLISH)
+    description = models.TextField(blank=True)
+    shared_with_all = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CollectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["department__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["department", "name"], name="collection_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.department})"
+
+
+class CollectionShare(models.Model):
+    """Read-only access to a collection for another department."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="shares")
+    department = models.ForeignKey(Department, on_delete=models.CASCADE, related_name="shares")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "department"], name="share_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection} shared with {self.department}"
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PARSING = "parsing", "Parsing"
+    EMBEDDING = "embedding", "Embedding"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = (Status.READY, Status.FAILED, Status.CANCELLED)
+
+
+class DocumentQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> DocumentQuerySet:
+        return self.filter(collection__in=Collection.objects.visible_to(user))
+
+    def manageable_by(self, user: Any) -> DocumentQuerySet:
+        return self.filter(collection__in=Collection.objects.manageable_by(user))
+
+
+class Document(models.Model):
+    """One uploaded file. The row is the truth about its ingestion (status, progress, error).
+
+    ``live_version`` names the chunks that answer questions. A new ingestion writes chunks
+    under ``version`` and flips ``live_version`` in one transaction when all are stored, so
+    a question never sees half of an old and half of a new version.
+    """
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=300)
+    original_name = models.CharField(max_length=300)
+    stored_path = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    kind = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    pages = models.IntegerField(null=True, blank=True)
+    pages_done = models.IntegerField(default=0)
+    chunks = models.IntegerField(default=0)
+    chunks_done = models.IntegerField(default=0)
+    attempts = models.IntegerField(default=0)
+    # While a worker holds the document it keeps pushing this forward; once it lies in the
+    # past, the worker is gone and the reconciler hands the document to another.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    version = models.IntegerField(default=1)
+    live_version = models.IntegerField(default=0)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DocumentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == Status.READY:
+            return 100
+        if self.status == Status.EMBEDDING and self.chunks:
+            return 50 + int(50 * self.chunks_done / self.chunks)
+        if self.status == Status.PARSING and self.pages:
+            return int(50 * self.pages_done / self.pages)
+        return 0
+
+
+class ChunkQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> ChunkQuerySet:
+        return self.filter(
+            collection__in=Collection.objects.visible_to(user),
+            version=models.F("document__live_version"),
+        )
+
+
+class Chunk(models.Model):
+    """A passage of a document, with its vector and its full-text terms.
+
+    ``collection`` repeats ``document.collection`` so the access filter of a search is one
+    indexed column of the chunk row itself.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunk_set")
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    version = models.IntegerField()
+    ordinal = models.IntegerField()
+    page = models.IntegerField(null=True, blank=True)
+    section = models.CharField(max_length=300, blank=True)
+    text = models.TextField()
+    token_count = models.IntegerField(default=0)
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+    search_vector = SearchVectorField(null=True)
+
+    objects = ChunkQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "version", "ordinal"], name="chunk_unique_position"
+            )
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="chunk_search_vector"),
+            models.Index(fields=["collection"], name="chunk_collection"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.ordinal} of document {self.document_id}"
