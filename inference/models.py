@@ -14,6 +14,33 @@ class QuestionQuerySet(models.QuerySet):
         return self.filter(user_id=user.pk)
 
 
+class ConversationQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> ConversationQuerySet:
+        """Conversations are private to the person who holds them."""
+        if user is None or not user.is_authenticated:
+            return self.none()
+        return self.filter(user_id=user.pk)
+
+
+class Conversation(models.Model):
+    """A thread of questions; follow-ups are read in its light."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
 class QuestionStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -27,7 +54,12 @@ class Question(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="questions"
     )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.CASCADE, related_name="questions"
+    )
     text = models.TextField()
+    # What was searched: the question itself, or a follow-up rewritten to stand alone.
+    search_query = models.TextField(blank=True)
     # Collection ids the asker narrowed the question to; empty means all they may read.
     # Access is checked again at retrieval time, never taken from here alone.
     scope = models.JSONField(default=list, blank=True)
