@@ -17,11 +17,15 @@ os.environ["APPLIANCE_REDIS_URL"] = os.environ.get(
 )
 os.environ.setdefault("APPLIANCE_DB_USER", "appliance_owner")
 if os.environ["APPLIANCE_DB_USER"] == "appliance_owner":
-    os.environ.setdefault("APPLIANCE_DB_PASSWORD", os.environ.get("APPLIANCE_DB_OWNER_PASSWORD", ""))
+    os.environ.setdefault(
+        "APPLIANCE_DB_PASSWORD", os.environ.get("APPLIANCE_DB_OWNER_PASSWORD", "")
+    )
 os.environ["APPLIANCE_LLM_MODEL"] = "smollm2-135m"
 os.environ.pop("APPLIANCE_LLM_MODEL_PATH", None)
 os.environ.setdefault("APPLIANCE_MODELS_DIR", str(_ROOT / "var" / "models"))
-os.environ["APPLIANCE_DATA_DIR"] = os.environ.get("APPLIANCE_TEST_DATA_DIR", str(_ROOT / "var" / "test"))
+os.environ["APPLIANCE_DATA_DIR"] = os.environ.get(
+    "APPLIANCE_TEST_DATA_DIR", str(_ROOT / "var" / "test")
+)
 os.environ.setdefault("APPLIANCE_LLM_SEED", "7")
 os.environ.setdefault("APPLIANCE_LLM_MAX_ANSWER_TOKENS", "96")
 

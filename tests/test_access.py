@@ -9,21 +9,28 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from inference.models import Question
+from inference.retrieval import dense_search
 from ingest import embedding
 from ingest.actions import create_collection, share_collection, unshare_collection
 from ingest.chunking import ChunkDraft
 from ingest.models import Collection, Document, Status
 from ingest.pipeline import _insert
-from inference.models import Question
-from inference.retrieval import dense_search
 
 pytestmark = pytest.mark.django_db
 
 
 def add_document(collection: Collection, title: str, texts: list[str]) -> Document:
     document = Document.objects.create(
-        collection=collection, title=title, original_name=f"{title}.txt", stored_path="x",
-        sha256=title, kind="txt", status=Status.READY, version=1, live_version=1,
+        collection=collection,
+        title=title,
+        original_name=f"{title}.txt",
+        stored_path="x",
+        sha256=title,
+        kind="txt",
+        status=Status.READY,
+        version=1,
+        live_version=1,
     )
     drafts = [(i, ChunkDraft(t, 1, "", 10)) for i, t in enumerate(texts)]
     _insert(document, drafts, embedding.embed(texts))
@@ -59,7 +66,9 @@ def test_collections_list_only_what_each_person_may_read(people: Any, library: A
 
 def test_search_never_returns_another_departments_chunk(people: Any, library: Any) -> None:
     (vector,) = embedding.embed(["What is the secret canary phrase?"])
-    assert [h.document_id for h in dense_search(people.alice, vector, k=5)] == [library["canary"].pk]
+    assert [h.document_id for h in dense_search(people.alice, vector, k=5)] == [
+        library["canary"].pk
+    ]
     for outsider in (people.bob, people.oscar, people.dave, people.erin):
         hits = dense_search(outsider, vector, k=5)
         assert library["canary"].pk not in {h.document_id for h in hits}
@@ -67,12 +76,16 @@ def test_search_never_returns_another_departments_chunk(people: Any, library: An
     assert dense_search(people.bob, vector, k=5, narrow_to=[library["hr"].pk]) == []
 
 
-def test_sharing_opens_and_unsharing_closes_on_the_very_next_search(people: Any, library: Any) -> None:
+def test_sharing_opens_and_unsharing_closes_on_the_very_next_search(
+    people: Any, library: Any
+) -> None:
     (vector,) = embedding.embed(["What is the secret canary phrase?"])
     share_collection(people.carol, library["hr"], people.finance)
     assert library["canary"].pk in {h.document_id for h in dense_search(people.bob, vector, k=5)}
     unshare_collection(people.carol, library["hr"], people.finance)
-    assert library["canary"].pk not in {h.document_id for h in dense_search(people.bob, vector, k=5)}
+    assert library["canary"].pk not in {
+        h.document_id for h in dense_search(people.bob, vector, k=5)
+    }
 
 
 def test_removed_membership_takes_effect_at_once(people: Any, library: Any) -> None:
@@ -82,16 +95,23 @@ def test_removed_membership_takes_effect_at_once(people: Any, library: Any) -> N
     assert dense_search(people.alice, vector, k=5)
     remove_membership(None, people.alice, people.hr, "employee")
     assert dense_search(people.alice, vector, k=5) == []
-    assert signed_in(people.alice).get(f"/api/v1/documents/{library['canary'].pk}").status_code == 404
+    assert (
+        signed_in(people.alice).get(f"/api/v1/documents/{library['canary'].pk}").status_code == 404
+    )
 
 
 @pytest.mark.parametrize("who", ["bob", "oscar", "dave", "erin"])
-def test_forbidden_document_looks_exactly_like_a_missing_one(people: Any, library: Any, who: str) -> None:
+def test_forbidden_document_looks_exactly_like_a_missing_one(
+    people: Any, library: Any, who: str
+) -> None:
     client = signed_in(getattr(people, who))
     canary = library["canary"].pk
     for forbidden, missing in [
         (f"/api/v1/documents/{canary}", "/api/v1/documents/987654"),
-        (f"/api/v1/collections/{library['hr'].pk}/documents", "/api/v1/collections/987654/documents"),
+        (
+            f"/api/v1/collections/{library['hr'].pk}/documents",
+            "/api/v1/collections/987654/documents",
+        ),
         (f"/documents/{canary}/passage", "/documents/987654/passage"),
         (f"/documents/{canary}/file", "/documents/987654/file"),
         (f"/collections/{library['hr'].pk}/", "/collections/987654/"),

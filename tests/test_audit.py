@@ -37,7 +37,7 @@ def test_rows_form_one_verifiable_chain(people: Any) -> None:
     for i in range(5):
         audit.record_alone(Action.QUESTION, actor=people.alice, details={"i": i})
     rows = [audit.to_row(e) for e in AuditEvent.objects.order_by("id")]
-    count, first, last = chain.verify_rows(rows, anchor=chain.GENESIS)
+    count, _first, last = chain.verify_rows(rows, anchor=chain.GENESIS)
     assert count == len(rows) and last == rows[-1]["hash"]
     assert rows[-1]["actor_departments"] == ["HR:employee"]
 
@@ -92,15 +92,22 @@ def test_even_the_owner_cannot_update_without_declaring_maintenance(people: Any)
 
 def _export(tmp_path: Path, fmt: str, **filters: Any) -> Path:
     out = tmp_path / f"audit.{fmt}"
-    call_command("audit_export", "--format", fmt, "--output", str(out), *[
-        f"--{k}={v}" for k, v in filters.items()
-    ])
+    call_command(
+        "audit_export",
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+        *[f"--{k}={v}" for k, v in filters.items()],
+    )
     return out
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_export_verifies_and_any_changed_byte_is_caught(people: Any, tmp_path: Path, fmt: str) -> None:
-    for text in ("=HYPERLINK(\"http://evil\")", "+1", "plain question"):
+def test_export_verifies_and_any_changed_byte_is_caught(
+    people: Any, tmp_path: Path, fmt: str
+) -> None:
+    for text in ('=HYPERLINK("http://evil")', "+1", "plain question"):
         audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": text})
     out = _export(tmp_path, fmt)
     call_command("audit_verify", str(out))
@@ -138,7 +145,9 @@ def test_a_forged_manifest_fails_its_signature(people: Any, tmp_path: Path) -> N
         export.verify_export(out)
 
 
-def test_filtered_export_holds_only_matching_rows_and_still_verifies(people: Any, tmp_path: Path) -> None:
+def test_filtered_export_holds_only_matching_rows_and_still_verifies(
+    people: Any, tmp_path: Path
+) -> None:
     audit.record_alone(Action.QUESTION, actor=people.alice)
     audit.record_alone(Action.QUESTION, actor=people.bob)
     out = _export(tmp_path, "jsonl", user="bob")

@@ -3,6 +3,8 @@ table rows whole (real all-MiniLM-L6-v2 tokenizer)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest import embedding
@@ -16,7 +18,10 @@ LIMIT = 254  # 256 word pieces, minus [CLS] and [SEP]
 def chunks(blocks, target=200, overlap=30):
     return list(
         chunk_blocks(
-            blocks, embedding.count_tokens, target_tokens=target, overlap_tokens=overlap,
+            blocks,
+            embedding.count_tokens,
+            target_tokens=target,
+            overlap_tokens=overlap,
             limit_tokens=LIMIT,
         )
     )
@@ -65,6 +70,6 @@ def test_table_rows_stay_whole() -> None:
 def test_overlap_repeats_only_the_end_of_the_previous_chunk(overlap: int) -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(200))
     result = chunks([Block(text, page=1)], overlap=overlap)
-    for before, after in zip(result, result[1:], strict=False):
+    for before, after in itertools.pairwise(result):
         first_sentence = after.text.split(". ")[0]
         assert (first_sentence in before.text) == (overlap > 0)

@@ -23,8 +23,16 @@ def run(*args: str) -> list[str]:
 def test_operator_commands_set_up_a_department_people_and_a_collection() -> None:
     department_id = run("create_department", "Legal")[-1]
     assert run("create_department", "Legal")[-1] == department_id  # idempotent
-    user_id = run("create_user", "lena", "--password", "pw-lena-123", "--department", "Legal",
-                  "--role", "curator")[-1]
+    user_id = run(
+        "create_user",
+        "lena",
+        "--password",
+        "pw-lena-123",
+        "--department",
+        "Legal",
+        "--role",
+        "curator",
+    )[-1]
     again = run("create_user", "lena", "--department", "Legal", "--role", "curator")
     assert again[-1] == user_id
     assert Membership.objects.filter(user__username="lena", role="curator").count() == 1

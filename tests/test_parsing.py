@@ -54,9 +54,10 @@ def test_unstructured_reads_narrative_text_with_the_offline_spacy_model() -> Non
     configure_unstructured()
     from unstructured.nlp import tokenize
 
-    assert tokenize._SPACY_MODEL_NAME == str(spacy_model_dir())
+    assert str(spacy_model_dir()) == tokenize._SPACY_MODEL_NAME
     assert tokenize.sent_tokenize("One sentence here. And another one.") == [
-        "One sentence here.", "And another one."
+        "One sentence here.",
+        "And another one.",
     ]
 
 
@@ -82,5 +83,7 @@ def test_torchvision_stays_out_and_transformers_imports() -> None:
     # unstructured's extras would pull torchvision, which breaks transformers beside CPU torch.
     assert importlib.util.find_spec("torchvision") is None
     subprocess.run(
-        [sys.executable, "-c", "import transformers, sentence_transformers"], check=True, timeout=120
+        [sys.executable, "-c", "import transformers, sentence_transformers"],
+        check=True,
+        timeout=120,
     )

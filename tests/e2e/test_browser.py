@@ -28,13 +28,20 @@ def page(stack: Any, monkeypatch: Any) -> Iterator[Any]:
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                  "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         context = browser.new_context(base_url=stack.url)
         page = context.new_page()
         external: list[str] = []
-        page.on("request", lambda r: None if r.url.startswith(stack.url) else external.append(r.url))
+        page.on(
+            "request", lambda r: None if r.url.startswith(stack.url) else external.append(r.url)
+        )
         yield page
         # ORM calls made while Playwright's loop ran opened connections in that context.
         from django.db import connections
@@ -44,15 +51,20 @@ def page(stack: Any, monkeypatch: Any) -> Iterator[Any]:
         assert external == [], f"the page loaded something from elsewhere: {external}"
 
 
-def test_employee_sees_tokens_stream_in_and_a_citation(people: Any, live_db: Any, stack: Any, page: Any) -> None:
+def test_employee_sees_tokens_stream_in_and_a_citation(
+    people: Any, live_db: Any, stack: Any, page: Any
+) -> None:
     collection = ingest_actions.create_collection(people.carol, "HR policies", people.hr)
     with open(DOCUMENTS / "pdf" / "fake-memo.pdf", "rb") as handle:
         (result,) = ingest_actions.upload_documents(
             people.carol, collection, [ingest_actions.IncomingFile("fake-memo.pdf", handle)]
         )
     document = result.document
-    wait_for(lambda: document.__class__.objects.get(pk=document.pk).status == "ready",
-             timeout=120, message="the memo to be ingested")
+    wait_for(
+        lambda: document.__class__.objects.get(pk=document.pk).status == "ready",
+        timeout=120,
+        message="the memo to be ingested",
+    )
 
     page.goto("/")
     assert "/login/" in page.url

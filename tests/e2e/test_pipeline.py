@@ -62,11 +62,17 @@ def hr_collection(people: Any) -> Collection:
     return ingest_actions.create_collection(people.carol, "HR policies", people.hr)
 
 
-def test_a_batch_with_a_broken_file_ingests_the_rest(people: Any, api_for: Any, hr_collection: Collection) -> None:
+def test_a_batch_with_a_broken_file_ingests_the_rest(
+    people: Any, api_for: Any, hr_collection: Collection
+) -> None:
     api = api_for(people.carol)
     documents = upload(
-        api, hr_collection,
-        "pdf/fake-memo.pdf", "pdf/password.pdf", "handbook-1p.docx", "CantinaBand3.wav",
+        api,
+        hr_collection,
+        "pdf/fake-memo.pdf",
+        "pdf/password.pdf",
+        "handbook-1p.docx",
+        "CantinaBand3.wav",
     )
     by_name = {d["title"]: d for d in documents}
     assert by_name["CantinaBand3.wav"]["status"] == "rejected"
@@ -83,12 +89,16 @@ def test_a_batch_with_a_broken_file_ingests_the_rest(people: Any, api_for: Any, 
     assert not Chunk.objects.filter(document_id=locked["id"]).exists()
 
 
-def test_employee_gets_a_streamed_answer_with_a_citation(people: Any, api_for: Any, hr_collection: Collection) -> None:
+def test_employee_gets_a_streamed_answer_with_a_citation(
+    people: Any, api_for: Any, hr_collection: Collection
+) -> None:
     (memo,) = upload(api_for(people.carol), hr_collection, "pdf/fake-memo.pdf")
     wait_final(api_for(people.carol), memo["id"])
     api = api_for(people.alice)
 
-    asked = api.post("/api/v1/questions", json={"question": "How many bottles of water were delivered?"})
+    asked = api.post(
+        "/api/v1/questions", json={"question": "How many bottles of water were delivered?"}
+    )
     assert asked.status_code == 202, asked.text
     question_id = asked.json()["id"]
     events = read_events(api, question_id)
@@ -117,7 +127,9 @@ def test_employee_gets_a_streamed_answer_with_a_citation(people: Any, api_for: A
     assert [e[0] for e in resumed] == [e[0] for e in events[len(events) // 2 + 1 :]]
 
 
-def test_question_the_documents_do_not_answer_says_so(people: Any, api_for: Any, hr_collection: Collection) -> None:
+def test_question_the_documents_do_not_answer_says_so(
+    people: Any, api_for: Any, hr_collection: Collection
+) -> None:
     (memo,) = upload(api_for(people.carol), hr_collection, "pdf/fake-memo.pdf")
     wait_final(api_for(people.carol), memo["id"])
     api = api_for(people.alice)
@@ -132,7 +144,9 @@ def test_question_the_documents_do_not_answer_says_so(people: Any, api_for: Any,
     assert stored["citations"] == []
 
 
-def test_employee_of_another_department_never_gets_the_chunks(people: Any, api_for: Any, hr_collection: Collection) -> None:
+def test_employee_of_another_department_never_gets_the_chunks(
+    people: Any, api_for: Any, hr_collection: Collection
+) -> None:
     (memo,) = upload(api_for(people.carol), hr_collection, "pdf/fake-memo.pdf")
     wait_final(api_for(people.carol), memo["id"])
     api = api_for(people.bob)
@@ -140,7 +154,10 @@ def test_employee_of_another_department_never_gets_the_chunks(people: Any, api_f
     # By question, even with the HR collection's id forged into the request.
     forged = api.post(
         "/api/v1/questions",
-        json={"question": "How many bottles of water were delivered?", "collection_ids": [hr_collection.pk]},
+        json={
+            "question": "How many bottles of water were delivered?",
+            "collection_ids": [hr_collection.pk],
+        },
     )
     assert forged.status_code == 400
     question_id = api.post(

@@ -47,9 +47,24 @@ class Stack:
         self.start(
             role,
             [
-                sys.executable, "-m", "celery", "-A", "appliance", "worker", "-Q", role,
-                "-n", f"{role}-test@%h", "--concurrency", "1", "--prefetch-multiplier", "1",
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "appliance",
+                "worker",
+                "-Q",
+                role,
+                "-n",
+                f"{role}-test@%h",
+                "--concurrency",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
             ],
             {"APPLIANCE_WORKER_ROLE": role},
         )
@@ -96,8 +111,12 @@ class Stack:
         raise RuntimeError(f"the appliance did not become healthy: {last}")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.25,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 120,
+    interval: float = 0.25,
+    message: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

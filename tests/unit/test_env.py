@@ -40,7 +40,7 @@ def test_missing_values_take_their_defaults() -> None:
 def test_bad_values_fail_loudly_naming_the_setting(environ: dict, call) -> None:
     with pytest.raises(SettingError) as error:
         call(Env(environ))
-    assert list(environ or {"REQUIRED": ""})[0] in str(error.value)
+    assert next(iter(environ or {"REQUIRED": ""})) in str(error.value)
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:

@@ -13,8 +13,14 @@ from django.core.management.base import BaseCommand, CommandParser
 
 KINDS = {
     "ingest": ("ingest.benchmark", "ingestion throughput against the bare embedding model"),
-    "retrieval": ("inference.benchmarks.retrieval", "retrieval quality (BEIR) or latency (synthetic)"),
-    "answer": ("inference.benchmarks.answer", "answer latency through the whole appliance vs bare llama.cpp"),
+    "retrieval": (
+        "inference.benchmarks.retrieval",
+        "retrieval quality (BEIR) or latency (synthetic)",
+    ),
+    "answer": (
+        "inference.benchmarks.answer",
+        "answer latency through the whole appliance vs bare llama.cpp",
+    ),
 }
 
 
