@@ -149,7 +149,20 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env.int("APPLIANCE_TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+# The same client address as the audit log: X-Forwarded-For is believed only through the
+# configured number of trusted proxies, so a client cannot pick its own address.
+AXES_CLIENT_IP_CALLABLE = "appliance.audit.context.request_client_ip"
 AXES_VERBOSE = False
+
+# Audit log: manifests are signed with a key of their own (never derived from SECRET_KEY in
+# production); rows older than the retention period may be pruned with `audit_prune`.
+AUDIT_SIGNING_KEY = env.str("APPLIANCE_AUDIT_SIGNING_KEY", "")
+if PRODUCTION and len(AUDIT_SIGNING_KEY) < 32:
+    raise SettingError(
+        "APPLIANCE_AUDIT_SIGNING_KEY (or APPLIANCE_AUDIT_SIGNING_KEY_FILE) of at least 32 "
+        "characters is required in production"
+    )
+AUDIT_RETENTION_DAYS = env.int("APPLIANCE_AUDIT_RETENTION_DAYS", 7 * 365 + 2, minimum=1)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -208,3 +208,28 @@ def unshare_collection(actor: Any, collection: Collection, department: Departmen
             audit.record(
                 Action.UNSHARE, actor=actor, obj=collection, details={"department": department.name}
             )
+
+
+def share_with_organisation(actor: Any, collection: Collection) -> bool:
+    """Read-only for every employee and curator of every department."""
+    with transaction.atomic():
+        updated = Collection.objects.filter(pk=collection.pk, shared_with_all=False).update(
+            shared_with_all=True
+        )
+        if updated:
+            audit.record(Action.SHARE, actor=actor, obj=collection, details={"organisation": True})
+    collection.shared_with_all = True
+    return bool(updated)
+
+
+def unshare_with_organisation(actor: Any, collection: Collection) -> bool:
+    with transaction.atomic():
+        updated = Collection.objects.filter(pk=collection.pk, shared_with_all=True).update(
+            shared_with_all=False
+        )
+        if updated:
+            audit.record(
+                Action.UNSHARE, actor=actor, obj=collection, details={"organisation": True}
+            )
+    collection.shared_with_all = False
+    return bool(updated)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from appliance.accounts.models import ApiToken, Department, Membership, Role, User, hash_token
 from appliance.audit import actions as audit
@@ -52,8 +53,28 @@ def add_membership(actor: Any, user: User, department: Department, role: str) ->
     return created
 
 
+class RefusedChange(ValueError):
+    """A change that would leave the appliance unmanageable; the message says why."""
+
+
+def _guard_last_operator(user: User, *, losing: Membership | None = None) -> None:
+    """Someone must remain who can manage people: refuse to take away the last active
+    operator. Runs inside the change's transaction, with the operators' rows locked."""
+    operators = Membership.objects.select_for_update(of=("self",)).filter(
+        role=Role.OPERATOR, user__is_active=True
+    )
+    remaining = operators.exclude(user=user) if losing is None else operators.exclude(pk=losing.pk)
+    if not remaining.exists() and operators.exists():
+        raise RefusedChange(
+            "This is the last active operator. Make someone else an operator first."
+        )
+
+
 def remove_membership(actor: Any, user: User, department: Department, role: str) -> bool:
     with transaction.atomic():
+        found = Membership.objects.filter(user=user, department=department, role=role).first()
+        if found is not None and role == Role.OPERATOR:
+            _guard_last_operator(user, losing=found)
         deleted, _ = Membership.objects.filter(user=user, department=department, role=role).delete()
         if deleted:
             audit.record(
@@ -63,6 +84,75 @@ def remove_membership(actor: Any, user: User, department: Department, role: str)
                 details={"user": user.username, "department": department.name, "role": role},
             )
     return bool(deleted)
+
+
+def change_role(actor: Any, membership: Membership, role: str) -> bool:
+    """Give a membership another role (one event, not a removal and an addition)."""
+    if role not in Role.values:
+        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+    with transaction.atomic():
+        locked = Membership.objects.select_for_update().select_related("user", "department")
+        current = locked.filter(pk=membership.pk).first()
+        if current is None or current.role == role:
+            return False
+        if Membership.objects.filter(
+            user_id=current.user_id, department_id=current.department_id, role=role
+        ).exists():
+            raise RefusedChange(f"{current.user} already has that role in {current.department}.")
+        if current.role == Role.OPERATOR:
+            _guard_last_operator(current.user, losing=current)
+        old = current.role
+        current.role = role
+        current.save(update_fields=["role"])
+        audit.record(
+            Action.ROLE_CHANGE,
+            actor=actor,
+            obj=current.user,
+            details={
+                "user": current.user.username,
+                "department": current.department.name,
+                "from": old,
+                "to": role,
+            },
+        )
+    return True
+
+
+def deactivate_user(actor: Any, user: User) -> bool:
+    """The person can no longer sign in or use a token; their open sessions stop working
+    on their next request (an inactive user is never authenticated)."""
+    if getattr(actor, "pk", None) == user.pk:
+        raise RefusedChange("You cannot deactivate yourself.")
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if not locked.is_active:
+            return False
+        if Membership.objects.filter(user=locked, role=Role.OPERATOR).exists():
+            _guard_last_operator(locked)
+        locked.is_active = False
+        locked.save(update_fields=["is_active"])
+        revoked = ApiToken.objects.filter(user=locked, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        audit.record(
+            Action.USER_DEACTIVATE,
+            actor=actor,
+            obj=locked,
+            details={"user": locked.username, "tokens_revoked": revoked},
+        )
+    user.is_active = False
+    return True
+
+
+def activate_user(actor: Any, user: User) -> bool:
+    with transaction.atomic():
+        updated = User.objects.filter(pk=user.pk, is_active=False).update(is_active=True)
+        if updated:
+            audit.record(
+                Action.USER_ACTIVATE, actor=actor, obj=user, details={"user": user.username}
+            )
+    user.is_active = True
+    return bool(updated)
 
 
 def create_api_token(actor: Any, user: User, name: str = "") -> str:

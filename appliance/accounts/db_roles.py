@@ -26,9 +26,12 @@ def grant_app_role(using: str = "default", **_: Any) -> None:
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}"
         )
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
-        cursor.execute("SELECT to_regclass('audit_auditevent') IS NOT NULL")
-        if cursor.fetchone()[0]:
-            cursor.execute(
-                "REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_auditevent "
-                f"FROM {quoted}"
-            )
+        # The log: the appliance appends and reads. Its retention anchors are written only by
+        # `audit_prune`, which runs as the owner, so the appliance may only read them.
+        for table, refused in (
+            ("audit_auditevent", "UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"),
+            ("audit_auditanchor", "INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"),
+        ):
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+            if cursor.fetchone()[0]:
+                cursor.execute(f"REVOKE {refused} ON {table} FROM {quoted}")

@@ -3,12 +3,12 @@ missing answer the same 404."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.utils import timezone
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from appliance.api.common import api, error, json_body, not_found
 from appliance.api.serializers import collection_json, document_json, question_json
 from appliance.audit import actions as audit
+from appliance.audit import delivery
 from appliance.audit import export as audit_export
 from appliance.audit.models import Action
 from appliance.audit.permissions import is_auditor
@@ -136,16 +136,8 @@ def audit_events(request: HttpRequest) -> HttpResponse:
         )
     except audit_export.BadFilter as exc:
         return error(400, str(exc))
-    audit.record_alone(
-        Action.AUDIT_EXPORT,
-        actor=request.user,
-        details={"format": fmt, "filters": filters.as_dict(), "via": "api"},
+    # Spooled, so the manifest (X-Audit-Manifest header) can name the file's SHA-256;
+    # bundle=zip sends the file and its manifest together, as the auditor's page does.
+    return delivery.export_response(
+        request.user, fmt, filters, via="api", bundle=request.GET.get("bundle") == "zip"
     )
-    rows = audit_export.iter_rows(audit_export.filtered(filters))
-    response = StreamingHttpResponse(
-        audit_export.render_rows(rows, fmt),
-        content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
-    )
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
-    return response

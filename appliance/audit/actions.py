@@ -8,6 +8,7 @@ means two writers can never wait on each other in opposite orders (no deadlock).
 
 from __future__ import annotations
 
+import getpass
 import secrets
 from datetime import UTC
 from typing import Any
@@ -17,10 +18,10 @@ from django.utils import timezone
 
 from appliance.audit import chain
 from appliance.audit.context import current
-from appliance.audit.models import AuditEvent
+from appliance.audit.models import AuditAnchor, AuditEvent
 
 # Any constant works; it only has to be the same in every writer.
-_CHAIN_LOCK_KEY = 0x61756469  # "audi"
+CHAIN_LOCK_KEY = 0x61756469  # "audi"
 
 
 def _departments_of(user: Any) -> list[str]:
@@ -57,7 +58,6 @@ def record(
     name = actor_name or (actor.get_username() if actor is not None and actor.pk else "")
     salt = secrets.token_hex(16)
     event = AuditEvent(
-        created_at=timezone.now(),
         actor_id=actor.pk if actor is not None and actor.pk else None,
         actor=name[:150],
         actor_departments=_departments_of(actor),
@@ -71,14 +71,35 @@ def record(
         details=details or {},
     )
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
         cursor.execute("SELECT nextval(pg_get_serial_sequence('audit_auditevent', 'id'))")
         event.id = cursor.fetchone()[0]
-    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
-    event.prev_hash = last or chain.GENESIS
+    # Stamped under the lock, so time order and id order agree and an export of a time
+    # window is an unbroken stretch of the chain.
+    event.created_at = timezone.now()
+    event.prev_hash = last_hash()
     event.hash = chain.row_hash(event.prev_hash, to_row(event))
     event.save(force_insert=True)
     return event
+
+
+def last_hash() -> str:
+    """The hash the next row follows: the newest row's, else (everything pruned) the
+    retention anchor's, else the genesis hash. Read under the chain lock."""
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    if last:
+        return last
+    anchor = AuditAnchor.objects.order_by("-id").values_list("last_pruned_hash", flat=True)
+    return anchor.first() or chain.GENESIS
+
+
+def command_actor() -> str:
+    """How a management command appears as the actor: who ran it on the host."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return f"(command line: {who})"
 
 
 def to_row(event: AuditEvent) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,8 @@ def client_ip(meta: dict) -> str:
         if len(forwarded) >= proxies:
             return forwarded[-proxies][:64]
     return str(meta.get("REMOTE_ADDR", ""))[:64]
+
+
+def request_client_ip(request: Any) -> str:
+    """django-axes asks this for the address it counts failed sign-ins against."""
+    return client_ip(request.META)

@@ -1,17 +1,17 @@
 """Exporting the audit log (CSV or JSON Lines) with a signed manifest, and verifying one.
 
 The manifest (``<file>.manifest.json``) records the filters, the row count, the first and
-last hash, the SHA-256 of the file and an HMAC-SHA256 signature over all of that with a key
-only the appliance holds. ``verify_export`` re-reads the file, checks every row against its
+last row (id and hash), the hash the first row follows, the SHA-256 of the file and an
+Ed25519 signature over all of that with the appliance's own key (``signing.py``).
+``verify_export`` checks the signature, re-reads the file, checks every row against its
 hash (and, for an unfiltered export, each row against the one before it), then the file's
-digest and the signature.
+digest.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import hmac
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -20,11 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from appliance.audit import chain
+from appliance.audit import chain, signing
 from appliance.audit.actions import to_row
 from appliance.audit.models import AuditEvent
 
@@ -144,24 +143,12 @@ def iter_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
         yield to_row(event)
 
 
-def signing_key() -> bytes:
-    configured = getattr(settings, "AUDIT_SIGNING_KEY", "")
-    secret = configured or settings.SECRET_KEY
-    return hmac.new(secret.encode(), b"appliance audit manifest v1", hashlib.sha256).digest()
-
-
-def sign(manifest: dict[str, Any]) -> str:
-    body = json.dumps(
-        {k: v for k, v in manifest.items() if k != "signature"},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    return hmac.new(signing_key(), body, hashlib.sha256).hexdigest()
-
-
 @dataclass
 class ExportSummary:
     rows: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    first_prev_hash: str | None = None
     first_hash: str | None = None
     last_hash: str | None = None
     sha256: str = ""
@@ -177,9 +164,11 @@ def write_export(path: Path, fmt: str, filters: Filters) -> ExportSummary:
 
     def counted(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
+            if not summary.rows:
+                summary.first_id, summary.first_hash = row["id"], row["hash"]
+                summary.first_prev_hash = row["prev_hash"]
             summary.rows += 1
-            summary.first_hash = summary.first_hash or row["hash"]
-            summary.last_hash = row["hash"]
+            summary.last_id, summary.last_hash = row["id"], row["hash"]
             yield row
 
     with open(path, "w", encoding="utf-8", newline="") as out:
@@ -201,13 +190,20 @@ def make_manifest(fmt: str, filters: Filters, summary: ExportSummary) -> dict[st
         "filters": filters.as_dict(),
         "contiguous": not filters.narrows_rows,
         "rows": summary.rows,
+        "first_id": summary.first_id,
+        "last_id": summary.last_id,
+        # What the first row follows: the genesis hash, a retention anchor, or (for a
+        # time-window export) the row before the window.
+        "first_prev_hash": summary.first_prev_hash,
         "first_hash": summary.first_hash,
         "last_hash": summary.last_hash,
         "sha256": summary.sha256,
         "created_at": timezone.now().isoformat(),
         "chain": "sha256(prev_hash + '\\n' + canonical_json(row)); see appliance/audit/chain.py",
+        "signature_algorithm": signing.ALGORITHM,
+        "public_key": signing.public_key_hex(),
     }
-    manifest["signature"] = sign(manifest)
+    manifest["signature"] = signing.sign(manifest)
     return manifest
 
 
@@ -240,30 +236,44 @@ def read_rows(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def verify_export(path: Path) -> dict[str, Any]:
-    """Raise VerificationFailed naming the first problem; return the manifest when intact."""
-    manifest_path = Path(f"{path}.manifest.json")
+def read_manifest(manifest_path: Path) -> dict[str, Any]:
     if not manifest_path.exists():
         raise VerificationFailed(f"the manifest {manifest_path.name} is missing")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise VerificationFailed("the manifest is not valid JSON") from None
-    if not hmac.compare_digest(str(manifest.get("signature", "")), sign(manifest)):
-        raise VerificationFailed(
-            "the manifest's signature is wrong (manifest altered or another key)"
-        )
+    if not isinstance(manifest, dict):
+        raise VerificationFailed("the manifest is not a JSON object")
+    return manifest
+
+
+def verify_export(
+    path: Path, manifest_path: Path | None = None, *, public_key: str | None = None
+) -> dict[str, Any]:
+    """Raise VerificationFailed naming the first problem; return the manifest when intact.
+
+    ``public_key``: the Ed25519 key to trust (hex); by default this appliance's own."""
+    manifest = read_manifest(manifest_path or Path(f"{path}.manifest.json"))
+    problem = signing.check(manifest, public_key)
+    if problem:
+        raise VerificationFailed(problem)
     fmt = manifest.get("format")
     if fmt not in FORMATS:
         raise VerificationFailed("the manifest names no known format")
+    contiguous = bool(manifest.get("contiguous"))
     try:
         count, first, last = chain.verify_rows(
-            read_rows(path, fmt), contiguous=bool(manifest.get("contiguous"))
+            read_rows(path, fmt),
+            contiguous=contiguous,
+            anchor=manifest.get("first_prev_hash") if contiguous else None,
         )
     except chain.ChainError as exc:
         raise VerificationFailed(str(exc)) from None
     except (KeyError, TypeError) as exc:
         raise VerificationFailed(f"a row is missing a field ({exc})") from None
+    except UnicodeDecodeError:
+        raise VerificationFailed("the file is not UTF-8 text") from None
     if count != manifest.get("rows"):
         raise VerificationFailed(
             f"the file holds {count} rows, the manifest says {manifest.get('rows')}"

@@ -25,6 +25,11 @@ class Action(models.TextChoices):
     TOKEN_CREATE = "token_create", "Created an API token"
     SETTINGS_CHANGE = "settings_change", "Changed a setting"
     AUDIT_EXPORT = "audit_export", "Exported the audit log"
+    AUDIT_PRUNE = "audit_prune", "Pruned the audit log (retention)"
+    AUDIT_ERASE = "audit_erase", "Erased a person from the audit log"
+    USER_DEACTIVATE = "user_deactivate", "Deactivated a user"
+    USER_ACTIVATE = "user_activate", "Reactivated a user"
+    ROLE_CHANGE = "role_change", "Changed a role"
 
 
 class AuditEvent(models.Model):
@@ -59,3 +64,26 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} by {self.actor or 'system'}"
+
+
+class AuditAnchor(models.Model):
+    """Where the log starts after retention pruning: the last pruned row's id and hash.
+
+    The first remaining row names that hash as its predecessor, so the chain still verifies
+    from here. Each anchor is confirmed by the ``audit_prune`` event written in the same
+    transaction. Append-only like the log itself (migration 0003).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()
+    last_pruned_id = models.BigIntegerField()
+    last_pruned_hash = models.CharField(max_length=64)
+    last_pruned_created_at = models.DateTimeField()
+    rows_pruned = models.BigIntegerField()
+    retention_days = models.IntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"anchor after #{self.last_pruned_id}"

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from appliance.web import views
+from appliance.web import auditor, operator, sharing, views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -14,5 +14,47 @@ urlpatterns = [
     path("documents/<int:document_id>/passage", views.passage, name="passage"),
     path("documents/<int:document_id>/file", views.document_file, name="document-file"),
     path("documents/<int:document_id>/<str:action>", views.document_action, name="document-action"),
-    path("audit/", views.audit_log, name="audit"),
+    path(
+        "collections/<int:collection_id>/sharing",
+        sharing.change_sharing,
+        name="collection-sharing",
+    ),
+    path("audit/", auditor.audit_log, name="audit"),
+    path("audit/export", auditor.audit_download, name="audit-export"),
+    path("audit/verify", auditor.audit_verify, name="audit-verify"),
+    path("operator/", operator.index, name="operator"),
+    path(
+        "operator/departments/create",
+        operator.create_department,
+        name="operator-create-department",
+    ),
+    path("operator/users/create", operator.create_user, name="operator-create-user"),
+    path("operator/users/<int:user_id>/", operator.person, name="operator-user"),
+    path(
+        "operator/users/<int:user_id>/memberships/add",
+        operator.add_membership,
+        name="operator-add-membership",
+    ),
+    path(
+        "operator/users/<int:user_id>/memberships/<int:membership_id>/remove",
+        operator.remove_membership,
+        name="operator-remove-membership",
+    ),
+    path(
+        "operator/users/<int:user_id>/memberships/<int:membership_id>/role",
+        operator.change_role,
+        name="operator-change-role",
+    ),
+    path(
+        "operator/users/<int:user_id>/deactivate",
+        operator.set_active,
+        {"active": "deactivate"},
+        name="operator-deactivate",
+    ),
+    path(
+        "operator/users/<int:user_id>/activate",
+        operator.set_active,
+        {"active": "activate"},
+        name="operator-activate",
+    ),
 ]

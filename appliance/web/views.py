@@ -13,10 +13,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from appliance.access import get_or_404
 from appliance.api.serializers import visible_citations
-from appliance.audit import actions as audit
-from appliance.audit import export as audit_export
-from appliance.audit.models import Action
-from appliance.audit.permissions import is_auditor
 from inference import actions as inference_actions
 from inference.models import Question
 from ingest import actions as ingest_actions
@@ -148,36 +144,3 @@ def document_file(request: HttpRequest, document_id: int) -> HttpResponse:
     except (OSError, ValueError):
         raise Http404 from None
     return FileResponse(handle, as_attachment=True, filename=found.original_name)
-
-
-@login_required
-def audit_log(request: HttpRequest) -> HttpResponse:
-    if not is_auditor(request.user):
-        audit.record_alone(
-            Action.ACCESS_DENIED, actor=request.user, details={"attempt": "audit page"}
-        )
-        raise Http404
-    try:
-        filters = _audit_filters(request)
-    except audit_export.BadFilter as exc:
-        messages.error(request, str(exc))
-        filters = audit_export.Filters()
-    events = audit_export.filtered(filters).order_by("-id")
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "audit.html",
-        {"page": page, "filters": filters, "actions": Action.choices, "query": query.urlencode()},
-    )
-
-
-def _audit_filters(request: HttpRequest) -> audit_export.Filters:
-    return audit_export.Filters(
-        since=audit_export.parse_time(request.GET.get("since"), "From"),
-        until=audit_export.parse_time(request.GET.get("until"), "Until"),
-        user=request.GET.get("user", "").strip(),
-        department=request.GET.get("department", "").strip(),
-        action=request.GET.get("action", "").strip(),
-    )

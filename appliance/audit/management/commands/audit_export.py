@@ -36,7 +36,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             audit.record(
                 Action.AUDIT_EXPORT,
-                actor_name="(command line)",
+                actor_name=audit.command_actor(),
                 details={
                     "format": options["format"],
                     "filters": filters.as_dict(),

@@ -1,0 +1,209 @@
+"""The operator's pages: departments, people, and who holds which role where.
+
+Every change goes through ``appliance.accounts.actions`` (one audited transaction each).
+Only operators reach these pages; anyone else gets the 404 of a page that does not exist,
+and the attempt is audited. Operators see no documents through these pages: a role
+grants what it grants (see appliance/access.py), nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from appliance.access import get_or_404
+from appliance.accounts import actions as accounts
+from appliance.accounts.models import Department, Membership, Role, User
+from appliance.audit import actions as audit
+from appliance.audit.models import Action
+
+
+def is_operator(user: Any) -> bool:
+    return bool(
+        user.is_authenticated
+        and user.is_active
+        and user.memberships.filter(role=Role.OPERATOR).exists()
+    )
+
+
+def operators_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_operator(request.user):
+            audit.record_alone(
+                Action.ACCESS_DENIED, actor=request.user, details={"attempt": "operator page"}
+            )
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _memberships() -> Prefetch:
+    return Prefetch(
+        "memberships",
+        queryset=Membership.objects.select_related("department").order_by("department__name"),
+    )
+
+
+@operators_only
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    departments = Department.objects.annotate(people=Count("memberships__user", distinct=True))
+    people = User.objects.order_by("username").prefetch_related(_memberships())
+    return render(
+        request,
+        "operator/index.html",
+        {"departments": departments, "people": people, "role_choices": Role.choices},
+    )
+
+
+@operators_only
+@require_GET
+def person(request: HttpRequest, user_id: int) -> HttpResponse:
+    found = get_or_404(User.objects.prefetch_related(_memberships()), pk=user_id)
+    return render(
+        request,
+        "operator/user.html",
+        {"person": found, "departments": Department.objects.all(), "role_choices": Role.choices},
+    )
+
+
+@operators_only
+@require_POST
+def create_department(request: HttpRequest) -> HttpResponse:
+    try:
+        department, created = accounts.create_department(
+            request.user, request.POST.get("name", "")[:120]
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        if created:
+            messages.success(request, f"Department “{department.name}” created.")
+        else:
+            messages.info(request, f"There is already a department called “{department.name}”.")
+    return redirect("operator")
+
+
+@operators_only
+@require_POST
+def create_user(request: HttpRequest) -> HttpResponse:
+    username = request.POST.get("username", "").strip()
+    password = request.POST.get("password", "")
+    role = request.POST.get("role", "")
+    department = Department.objects.filter(pk=_int(request.POST.get("department"))).first()
+    problem = ""
+    if not username or len(username) > 150:
+        problem = "Choose a username of 1 to 150 characters."
+    elif User.objects.filter(username=username).exists():
+        problem = f"There is already someone called “{username}”."
+    elif department is None or role not in Role.values:
+        problem = "Choose the person's department and role."
+    else:
+        try:
+            validate_password(password, User(username=username))
+        except ValidationError as exc:
+            problem = " ".join(exc.messages)
+    if problem:
+        messages.error(request, problem)
+        return redirect("operator")
+    user, _ = accounts.create_or_update_user(request.user, username, password)
+    accounts.add_membership(request.user, user, department, role)
+    messages.success(request, f"{username} can now sign in as {role} of {department.name}.")
+    return redirect("operator-user", user_id=user.pk)
+
+
+@operators_only
+@require_POST
+def add_membership(request: HttpRequest, user_id: int) -> HttpResponse:
+    found = get_or_404(User.objects.all(), pk=user_id)
+    department = Department.objects.filter(pk=_int(request.POST.get("department"))).first()
+    role = request.POST.get("role", "")
+    if department is None or role not in Role.values:
+        messages.error(request, "Choose a department and a role.")
+    elif accounts.add_membership(request.user, found, department, role):
+        messages.success(request, f"{found} is now {role} of {department.name}.")
+    else:
+        messages.info(request, f"{found} already is {role} of {department.name}.")
+    return redirect("operator-user", user_id=found.pk)
+
+
+@operators_only
+@require_POST
+def remove_membership(request: HttpRequest, user_id: int, membership_id: int) -> HttpResponse:
+    membership = get_or_404(
+        Membership.objects.select_related("user", "department").filter(user_id=user_id),
+        pk=membership_id,
+    )
+    try:
+        accounts.remove_membership(
+            request.user, membership.user, membership.department, membership.role
+        )
+    except accounts.RefusedChange as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{membership.user} is no longer {membership.role} of {membership.department}. "
+            "This applies from their very next request.",
+        )
+    return redirect("operator-user", user_id=user_id)
+
+
+@operators_only
+@require_POST
+def change_role(request: HttpRequest, user_id: int, membership_id: int) -> HttpResponse:
+    membership = get_or_404(
+        Membership.objects.select_related("user", "department").filter(user_id=user_id),
+        pk=membership_id,
+    )
+    role = request.POST.get("role", "")
+    try:
+        if role not in Role.values:
+            raise accounts.RefusedChange("Choose a role.")
+        if accounts.change_role(request.user, membership, role):
+            messages.success(
+                request, f"{membership.user} is now {role} of {membership.department}."
+            )
+    except accounts.RefusedChange as exc:
+        messages.error(request, str(exc))
+    return redirect("operator-user", user_id=user_id)
+
+
+@operators_only
+@require_POST
+def set_active(request: HttpRequest, user_id: int, active: str) -> HttpResponse:
+    found = get_or_404(User.objects.all(), pk=user_id)
+    try:
+        if active == "deactivate":
+            if accounts.deactivate_user(request.user, found):
+                messages.success(
+                    request,
+                    f"{found} is deactivated: they are signed out and their API tokens revoked.",
+                )
+        elif active == "activate":
+            if accounts.activate_user(request.user, found):
+                messages.success(request, f"{found} can sign in again.")
+        else:
+            raise Http404
+    except accounts.RefusedChange as exc:
+        messages.error(request, str(exc))
+    return redirect("operator-user", user_id=found.pk)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,77 @@
+"""Curators share their own department's collections, read-only, with other departments
+or the whole organisation, and take shares back. Access changes from the very next
+request: nothing caches who may read what (see appliance/access.py).
+
+The panel on the collection page comes from the ``sharing_panel`` template tag
+(``appliance/web/templatetags/sharing_tags.py``), so the collection view stays unaware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from appliance.access import get_or_404
+from appliance.accounts.models import Department
+from ingest import actions as ingest_actions
+from ingest.models import Collection, CollectionShare
+
+EVERYONE = "all"
+
+
+def panel_context(collection: Collection) -> dict[str, Any]:
+    shared = list(
+        CollectionShare.objects.filter(collection=collection)
+        .select_related("department")
+        .order_by("department__name")
+    )
+    taken = {s.department_id for s in shared} | {collection.department_id}
+    return {
+        "collection": collection,
+        "shares": shared,
+        "candidates": Department.objects.exclude(pk__in=taken).order_by("name"),
+        "everyone": EVERYONE,
+    }
+
+
+@login_required
+@require_POST
+def change_sharing(request: HttpRequest, collection_id: int) -> HttpResponse:
+    # Only curators of the owning department; for anyone else the collection "does not
+    # exist", exactly as for a wrong id.
+    found = get_or_404(Collection.objects.manageable_by(request.user), pk=collection_id)
+    target = request.POST.get("department", "")
+    share = request.POST.get("action") == "share"
+    if target == EVERYONE:
+        if share:
+            ingest_actions.share_with_organisation(request.user, found)
+            messages.success(request, f"Everyone in the organisation can now read “{found.name}”.")
+        else:
+            ingest_actions.unshare_with_organisation(request.user, found)
+            messages.success(request, f"“{found.name}” is no longer shared with everyone.")
+        return redirect("collection", collection_id=found.pk)
+    department = Department.objects.exclude(pk=found.department_id).filter(pk=_int(target)).first()
+    if department is None:
+        messages.error(request, "Choose a department to share with.")
+    elif share:
+        ingest_actions.share_collection(request.user, found, department)
+        messages.success(request, f"{department.name} can now read “{found.name}”.")
+    else:
+        ingest_actions.unshare_collection(request.user, found, department)
+        messages.success(
+            request,
+            f"{department.name} can no longer read “{found.name}”, from its very next question.",
+        )
+    return redirect("collection", collection_id=found.pk)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
