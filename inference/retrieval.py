@@ -1,26 +1,45 @@
 """Finding the chunks that answer a question, among those the asker may read.
 
 The access filter is part of the ranking statement itself: the collections the person may
-read (from ``Collection.objects.visible_to``) are a sub-select inside the query that
-orders chunks by distance, and pgvector's iterative index scan keeps reading the HNSW index
-until ``k`` allowed chunks are found. Top-k is therefore never filled with chunks the
-person may not see, and never filtered afterwards in Python.
+read (from ``Collection.objects.visible_to``) are a sub-select inside every part of the
+query that ranks chunks, dense and lexical alike. Top-k is therefore never filled with
+chunks the person may not see, and never filtered afterwards in Python.
+
+``search`` runs two statements in one transaction:
+
+1. the scope's statistics (``lexical.SCOPE_STATISTICS``): per text search configuration
+   among the readable collections, how many chunks they hold and the question's lexemes
+   with their document frequencies;
+2. the ranking: a dense top list (pgvector cosine) and a BM25 top list per configuration,
+   fused by weighted reciprocal rank, joined to the chunks' text and cosine similarity.
+
+The dense list takes one of two plans, chosen by the scope's size: a small scope is read
+exactly (every chunk's distance, through the collection index), a large one through the
+HNSW index with iterative scans, which keep reading the graph until enough allowed chunks
+are found.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
+from inference import lexical
 from ingest.models import Collection
+
+Mode = Literal["hybrid", "dense", "fulltext"]
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One retrieved chunk. ``score`` is its cosine similarity to the question (what the
+    relevance floor compares), whatever ranked it; ``fused`` is the score it was ranked by."""
+
     chunk_id: int
     document_id: int
     ordinal: int
@@ -29,6 +48,39 @@ class Hit:
     section: str
     text: str
     score: float
+    fused: float = 0.0
+    bm25: float | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Params:
+    """How ``search`` ranks; the defaults come from settings (see README, Configuration)."""
+
+    depth: int = 40  # candidates taken from each ranking before fusion
+    rrf_k: float = 60.0
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    bm25: lexical.Bm25 = field(default_factory=lexical.Bm25)
+    ef_search: int = 100
+    exact_scan_max_chunks: int = 5000
+
+    @classmethod
+    def from_settings(cls) -> Params:
+        return cls(
+            depth=settings.RETRIEVAL_CANDIDATES,
+            rrf_k=settings.RETRIEVAL_RRF_K,
+            dense_weight=settings.RETRIEVAL_DENSE_WEIGHT,
+            lexical_weight=settings.RETRIEVAL_LEXICAL_WEIGHT,
+            bm25=lexical.Bm25(
+                k1=settings.RETRIEVAL_BM25_K1,
+                b=settings.RETRIEVAL_BM25_B,
+                candidate_budget=settings.RETRIEVAL_LEXICAL_BUDGET,
+            ),
+            ef_search=settings.RETRIEVAL_HNSW_EF_SEARCH,
+            exact_scan_max_chunks=settings.RETRIEVAL_EXACT_SCAN_MAX_CHUNKS,
+        )
 
 
 def scope_sql(user: Any, narrow_to: Sequence[int] | None = None) -> tuple[str, tuple]:
@@ -44,7 +96,165 @@ def scope_sql(user: Any, narrow_to: Sequence[int] | None = None) -> tuple[str, t
 
 
 def _vector_literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector).tolist()) + "]"
+
+
+def _scope_groups(cursor: Any, scope: str, params: tuple, text: str) -> list[lexical.LexicalGroup]:
+    cursor.execute(lexical.SCOPE_STATISTICS.format(scope=scope), [*params, text])
+    return [
+        lexical.LexicalGroup(
+            language=language,
+            collection_ids=list(ids),
+            chunk_count=int(chunks),
+            total_length=int(length),
+            terms=list(zip(lexemes, counts, frequencies, strict=True)),
+        )
+        for language, ids, chunks, length, lexemes, counts, frequencies in cursor.fetchall()
+    ]
+
+
+# The nearest chunks by cosine distance. ``{order}`` is the bare distance for the HNSW plan;
+# for the exact plan it is the distance plus zero, an expression the index cannot serve, so
+# the planner reads the scope's chunks through the collection index and sorts them all.
+_DENSE = """
+    SELECT c.id, c.embedding <=> %s::vector AS distance
+    FROM ingest_chunk c
+    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+    WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
+    ORDER BY {order}
+    LIMIT %s
+"""
+
+
+def _ranking_sql(
+    *,
+    mode: Mode,
+    vector: str,
+    groups: list[lexical.LexicalGroup],
+    scope: str,
+    scope_params: tuple,
+    params: Params,
+    k: int,
+) -> tuple[str, list[Any]]:
+    depth = max(params.depth, k)
+    ctes: list[str] = []
+    args: list[Any] = []
+    ranked: list[str] = []
+    if mode in ("hybrid", "dense"):
+        exact = sum(g.chunk_count for g in groups) <= params.exact_scan_max_chunks
+        order = "(c.embedding <=> %s::vector) + 0" if exact else "c.embedding <=> %s::vector"
+        ctes.append(f"dense AS MATERIALIZED ({_DENSE.format(scope=scope, order=order)})")
+        all_ids = sorted(i for g in groups for i in g.collection_ids)
+        args += [vector, all_ids, *scope_params, vector, depth]
+        ranked.append(
+            "SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "
+            "NULL::bigint AS lexical_rank, NULL::float8 AS bm25 FROM dense"
+        )
+    if mode in ("hybrid", "fulltext"):
+        parts = []
+        for group in groups:
+            part = lexical.bm25_candidates(group, params.bm25, scope, scope_params, depth)
+            if part is not None:
+                parts.append(f"({part[0]})")
+                args += part[1]
+        if parts:
+            union = " UNION ALL ".join(parts)
+            ctes.append(
+                f"lexical AS MATERIALIZED (SELECT id, score FROM ({union}) l "  # noqa: S608
+                "ORDER BY score DESC, id LIMIT %s)"
+            )
+            args.append(depth)
+            ranked.append(
+                "SELECT id, NULL::bigint AS dense_rank, "
+                "row_number() OVER (ORDER BY score DESC, id) AS lexical_rank, score AS bm25 "
+                "FROM lexical"
+            )
+    if not ranked:
+        return "", []
+    sql = f"""
+        WITH {", ".join(ctes)},
+        ranked AS ({" UNION ALL ".join(ranked)}),
+        fused AS (
+            SELECT id, min(dense_rank) AS dense_rank, min(lexical_rank) AS lexical_rank,
+                   max(bm25) AS bm25,
+                   coalesce(%s / (%s + min(dense_rank)), 0)
+                   + coalesce(%s / (%s + min(lexical_rank)), 0) AS fused
+            FROM ranked
+            GROUP BY id
+            ORDER BY fused DESC, id
+            LIMIT %s
+        )
+        SELECT c.id, c.document_id, c.ordinal, d.title, c.page, c.section, c.text,
+               1 - (c.embedding <=> %s::vector), f.fused, f.bm25, f.dense_rank, f.lexical_rank
+        FROM fused f
+        JOIN ingest_chunk c ON c.id = f.id
+        JOIN ingest_document d ON d.id = c.document_id
+        ORDER BY f.fused DESC, f.id
+    """  # noqa: S608 - the scope is SQL built by the ORM, its values are parameters
+    args += [
+        float(params.dense_weight),
+        float(params.rrf_k),
+        float(params.lexical_weight),
+        float(params.rrf_k),
+        k,
+        vector,
+    ]
+    return sql, args
+
+
+def search(
+    user: Any,
+    query_text: str,
+    query_vector: np.ndarray,
+    *,
+    k: int,
+    narrow_to: Sequence[int] | None = None,
+    mode: Mode = "hybrid",
+    params: Params | None = None,
+) -> list[Hit]:
+    """The ``k`` best chunks for the question among those ``user`` may read, best first.
+
+    ``mode`` picks dense (cosine), full-text (BM25) or both fused. ``narrow_to`` only ever
+    removes collections from what the person may read.
+    """
+    params = params or Params.from_settings()
+    scope, scope_params = scope_sql(user, narrow_to)
+    vector = _vector_literal(query_vector)
+    text = query_text if mode != "dense" else ""
+    with transaction.atomic(), connection.cursor() as cursor:
+        groups = _scope_groups(cursor, scope, scope_params, text)
+        if not groups:
+            return []
+        sql, args = _ranking_sql(
+            mode=mode,
+            vector=vector,
+            groups=groups,
+            scope=scope,
+            scope_params=scope_params,
+            params=params,
+            k=k,
+        )
+        if not sql:
+            return []
+        if mode != "fulltext":
+            cursor.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true)",
+                [str(max(params.ef_search, k))],
+            )
+        cursor.execute(sql, args)
+        rows = cursor.fetchall()
+    return [
+        Hit(
+            *row[:7],
+            score=float(row[7]),
+            fused=float(row[8]),
+            bm25=None if row[9] is None else float(row[9]),
+            dense_rank=row[10],
+            lexical_rank=row[11],
+        )
+        for row in rows
+    ]
 
 
 def dense_search(
@@ -53,28 +263,6 @@ def dense_search(
     *,
     k: int,
     narrow_to: Sequence[int] | None = None,
-    ef_search: int = 100,
 ) -> list[Hit]:
-    scope, scope_params = scope_sql(user, narrow_to)
-    vector = _vector_literal(query_vector)
-    sql = f"""
-        WITH nearest AS MATERIALIZED (
-            SELECT c.id, c.document_id, c.ordinal, c.page, c.section, c.text,
-                   c.embedding <=> %s::vector AS distance
-            FROM ingest_chunk c
-            JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
-            WHERE c.collection_id IN ({scope})
-            ORDER BY c.embedding <=> %s::vector
-            LIMIT %s
-        )
-        SELECT n.id, n.document_id, n.ordinal, d.title, n.page, n.section, n.text,
-               1 - n.distance
-        FROM nearest n JOIN ingest_document d ON d.id = n.document_id
-        ORDER BY n.distance
-    """  # noqa: S608 - the scope is SQL built by the ORM, its values are parameters
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(ef_search, k))])
-        cursor.execute(sql, [vector, *scope_params, vector, k])
-        rows = cursor.fetchall()
-    return [Hit(*row[:7], score=float(row[7])) for row in rows]
+    """Cosine ranking alone (kept for callers that have no question text)."""
+    return search(user, "", query_vector, k=k, narrow_to=narrow_to, mode="dense")

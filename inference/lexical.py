@@ -1,0 +1,326 @@
+"""BM25 statistics kept by the appliance, beside PostgreSQL's language-aware ``tsvector``.
+
+PostgreSQL ranks full-text matches without document frequencies or length normalisation,
+which is why ``ts_rank`` loses to BM25 by a wide margin. These tables hold what BM25 needs:
+
+- ``inference_lexicalcollection``: per collection, its live chunks and their total length;
+- ``inference_lexicalterm``: per collection and lexeme, in how many live chunks it occurs;
+- ``inference_lexicalchunk``: per live chunk, its length in lexeme occurrences.
+
+Invariant: a chunk is counted in the statistics exactly when it has a ``lexicalchunk`` row,
+and those are exactly the chunks of each document's live version. ``count_live_version``
+(called by ``publish()``) and ``forget_document`` (called by ``delete_document()``) keep it
+in the caller's transaction; both are idempotent, so running one twice counts nothing twice.
+
+Concurrency: every change first upserts its collection's row, which serialises changes to
+one collection's statistics, then upserts lexemes in sorted order; two publishes therefore
+never wait for each other in a cycle. They run before the audit row, whose chain lock is the
+last lock each ingestion transaction takes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection as default_connection
+
+_LOCK_COLLECTION = """
+    INSERT INTO inference_lexicalcollection (collection_id, chunk_count, total_length)
+    VALUES (%s, 0, 0)
+    ON CONFLICT (collection_id) DO UPDATE
+        SET chunk_count = inference_lexicalcollection.chunk_count
+"""
+
+# Uncounts the counted chunks of one document that are not in the live version, counts the
+# uncounted ones that are, and moves the collection's and lexemes' figures by the difference.
+# A live version of NULL uncounts the whole document.
+# The length of a chunk is every occurrence of every lexeme; a lexeme stored without
+# positions (a stripped vector) still occurred at least once.
+_RECOUNT = """
+    WITH gone AS (
+        DELETE FROM inference_lexicalchunk l
+        USING ingest_chunk c
+        WHERE l.chunk_id = c.id AND c.document_id = %(document)s
+          AND c.version IS DISTINCT FROM %(live)s
+        RETURNING l.chunk_id, l.length
+    ),
+    came AS (
+        INSERT INTO inference_lexicalchunk (chunk_id, length)
+        SELECT c.id, (SELECT coalesce(sum(greatest(cardinality(t.positions), 1)), 0)
+                      FROM unnest(c.search_vector) t)
+        FROM ingest_chunk c
+        WHERE c.document_id = %(document)s AND c.version = %(live)s
+          AND NOT EXISTS (SELECT 1 FROM inference_lexicalchunk l WHERE l.chunk_id = c.id)
+        ORDER BY c.id
+        ON CONFLICT (chunk_id) DO NOTHING
+        RETURNING chunk_id, length
+    ),
+    changed AS (
+        SELECT chunk_id, length, -1 AS sign FROM gone
+        UNION ALL
+        SELECT chunk_id, length, 1 FROM came
+    ),
+    lexemes AS (
+        SELECT t.lexeme, sum(ch.sign) AS delta
+        FROM changed ch
+        JOIN ingest_chunk c ON c.id = ch.chunk_id
+        CROSS JOIN LATERAL unnest(c.search_vector) t
+        GROUP BY t.lexeme
+        HAVING sum(ch.sign) <> 0
+    ),
+    terms AS (
+        INSERT INTO inference_lexicalterm (collection_id, lexeme, document_frequency)
+        SELECT %(collection)s, lexeme, delta FROM lexemes ORDER BY lexeme
+        ON CONFLICT (collection_id, lexeme) DO UPDATE
+            SET document_frequency =
+                inference_lexicalterm.document_frequency + EXCLUDED.document_frequency
+        RETURNING lexeme, document_frequency
+    ),
+    totals AS (
+        UPDATE inference_lexicalcollection
+        SET chunk_count = chunk_count + (SELECT coalesce(sum(sign), 0) FROM changed),
+            total_length = total_length + (SELECT coalesce(sum(sign * length), 0) FROM changed)
+        WHERE collection_id = %(collection)s
+        RETURNING collection_id
+    )
+    SELECT array_agg(lexeme ORDER BY lexeme) FILTER (WHERE document_frequency <= 0),
+           (SELECT count(*) FROM totals)
+    FROM terms
+"""
+
+_DROP_EMPTY = """
+    DELETE FROM inference_lexicalterm
+    WHERE collection_id = %s AND lexeme = ANY(%s) AND document_frequency <= 0
+"""
+
+
+def _recount(cursor: Any, collection_id: int, document_id: int, live: int | None) -> None:
+    cursor.execute(_LOCK_COLLECTION, [collection_id])
+    cursor.execute(_RECOUNT, {"collection": collection_id, "document": document_id, "live": live})
+    emptied, _ = cursor.fetchone()
+    if emptied:
+        cursor.execute(_DROP_EMPTY, [collection_id, emptied])
+
+
+def count_live_version(collection_id: int, document_id: int, version: int) -> None:
+    """Make ``version`` the counted one of the document. Call inside ``publish()``'s
+    transaction, after the document row is locked and before old versions are deleted
+    (their lexemes are read from their chunks)."""
+    with default_connection.cursor() as cursor:
+        _recount(cursor, collection_id, document_id, version)
+
+
+def forget_document(collection_id: int, document_id: int) -> None:
+    """Stop counting every chunk of the document. Call inside ``delete_document()``'s
+    transaction, before the chunks are deleted."""
+    with default_connection.cursor() as cursor:
+        _recount(cursor, collection_id, document_id, None)
+
+
+_REBUILD = """
+    WITH live AS (
+        SELECT c.id, c.collection_id, c.search_vector
+        FROM ingest_chunk c
+        JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+        WHERE c.collection_id = ANY(%(collections)s)
+    ),
+    lengths AS (
+        INSERT INTO inference_lexicalchunk (chunk_id, length)
+        SELECT id, (SELECT coalesce(sum(greatest(cardinality(t.positions), 1)), 0)
+                    FROM unnest(search_vector) t)
+        FROM live ORDER BY id
+        RETURNING chunk_id, length
+    ),
+    totals AS (
+        UPDATE inference_lexicalcollection s
+        SET chunk_count = t.chunks, total_length = t.length
+        FROM (
+            SELECT live.collection_id, count(*) AS chunks, sum(lengths.length) AS length
+            FROM live JOIN lengths ON lengths.chunk_id = live.id
+            GROUP BY live.collection_id
+        ) t
+        WHERE s.collection_id = t.collection_id
+        RETURNING s.collection_id
+    )
+    INSERT INTO inference_lexicalterm (collection_id, lexeme, document_frequency)
+    SELECT live.collection_id, t.lexeme, count(*)
+    FROM live CROSS JOIN LATERAL unnest(live.search_vector) t
+    GROUP BY live.collection_id, t.lexeme
+    ORDER BY live.collection_id, t.lexeme
+"""
+
+
+def rebuild(collection_ids: list[int] | None = None, *, connection: Any = None) -> None:
+    """Recompute the statistics of some collections (all when None) from their live chunks.
+
+    For bulk loads (benchmarks) and repair; the per-document functions keep them right in
+    normal operation. Locks the collections' statistics rows against concurrent publishes.
+    """
+    connection = connection or default_connection
+    with connection.cursor() as cursor:
+        if collection_ids is None:
+            cursor.execute("SELECT id FROM ingest_collection ORDER BY id")
+            collection_ids = [row[0] for row in cursor.fetchall()]
+        collection_ids = sorted(set(collection_ids))
+        if not collection_ids:
+            return
+        for collection_id in collection_ids:
+            cursor.execute(_LOCK_COLLECTION, [collection_id])
+        cursor.execute(
+            "DELETE FROM inference_lexicalchunk l USING ingest_chunk c "
+            "WHERE l.chunk_id = c.id AND c.collection_id = ANY(%s)",
+            [collection_ids],
+        )
+        cursor.execute(
+            "DELETE FROM inference_lexicalterm WHERE collection_id = ANY(%s)", [collection_ids]
+        )
+        cursor.execute(
+            "UPDATE inference_lexicalcollection SET chunk_count = 0, total_length = 0 "
+            "WHERE collection_id = ANY(%s)",
+            [collection_ids],
+        )
+        cursor.execute(_REBUILD, {"collections": collection_ids})
+
+
+# --- query side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LexicalGroup:
+    """The collections in a person's scope that share one text search configuration, with
+    the statistics BM25 needs over exactly those collections."""
+
+    language: str
+    collection_ids: list[int]
+    chunk_count: int
+    total_length: int
+    # (lexeme, occurrences in the question, document frequency within the group)
+    terms: list[tuple[str, int, int]]
+
+    @property
+    def average_length(self) -> float:
+        return self.total_length / self.chunk_count if self.chunk_count else 1.0
+
+    def idf(self, document_frequency: int) -> float:
+        """Robertson-Sparck Jones IDF as Lucene computes it (never negative)."""
+        n = self.chunk_count
+        return math.log(1 + (n - document_frequency + 0.5) / (document_frequency + 0.5))
+
+
+# One row per text search configuration in the scope: the collections, their totals, and
+# the question's lexemes under that configuration with their document frequencies. The
+# scope is the access policy's own sub-select, so nothing outside it is counted.
+SCOPE_STATISTICS = """
+    WITH scope AS (
+        SELECT c.id, c.language FROM ingest_collection c WHERE c.id IN ({scope})
+    ),
+    groups AS (
+        SELECT s.language, array_agg(s.id ORDER BY s.id) AS ids,
+               coalesce(sum(l.chunk_count), 0) AS chunks,
+               coalesce(sum(l.total_length), 0) AS length
+        FROM scope s LEFT JOIN inference_lexicalcollection l ON l.collection_id = s.id
+        GROUP BY s.language
+    )
+    SELECT g.language, g.ids, g.chunks, g.length, q.lexemes, q.counts, q.frequencies
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(v.lexeme ORDER BY v.lexeme), '{{}}') AS lexemes,
+               coalesce(array_agg(greatest(cardinality(v.positions), 1) ORDER BY v.lexeme),
+                        '{{}}') AS counts,
+               coalesce(array_agg(f.frequency ORDER BY v.lexeme), '{{}}') AS frequencies
+        FROM unnest(to_tsvector(g.language::regconfig, %s)) v
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(t.document_frequency), 0)::bigint AS frequency
+            FROM inference_lexicalterm t
+            WHERE t.collection_id = ANY(g.ids) AND t.lexeme = v.lexeme
+        ) f
+    ) q
+    ORDER BY g.language
+"""
+
+
+def tsquery_literal(lexemes: list[str]) -> str:
+    """An OR of lexemes as tsquery input: already normalised, so cast, never re-parsed by a
+    configuration. Quotes and backslashes are doubled as the input syntax wants."""
+    quoted = ("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+    return " | ".join(quoted)
+
+
+def candidate_terms(terms: list[tuple[str, int, int]], budget: int) -> list[str]:
+    """The lexemes whose chunks are scored: all of them while their postings together stay
+    within ``budget``; past it, the rarest first (always at least one), since a chunk that
+    holds only the commonest lexemes of a question scores too low to matter. Every lexeme
+    still adds to the score of the chunks found."""
+    present = sorted((t for t in terms if t[2] > 0), key=lambda t: (t[2], t[0]))
+    chosen: list[str] = []
+    postings = 0
+    for lexeme, _, frequency in present:
+        if chosen and postings + frequency > budget:
+            break
+        chosen.append(lexeme)
+        postings += frequency
+    return chosen
+
+
+# BM25 of the chunks that hold any candidate lexeme, within one configuration's collections
+# and the person's scope. Term frequencies come from the tsvector's positions: the
+# question's lexemes are marked with weight A (everything else reset to D) and filtered, so
+# only those few entries are unnested per chunk.
+BM25_CANDIDATES = """
+    SELECT c.id,
+           sum(q.weight * t.tf * (%s + 1)
+               / (t.tf + %s * (1 - %s + %s * lc.length / %s))) AS score
+    FROM ingest_chunk c
+    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+    JOIN inference_lexicalchunk lc ON lc.chunk_id = c.id
+    CROSS JOIN LATERAL (
+        SELECT e.lexeme, greatest(cardinality(e.positions), 1) AS tf
+        FROM unnest(ts_filter(setweight(setweight(c.search_vector, 'D'), 'A', %s::text[]),
+                              '{{a}}')) e
+    ) t
+    JOIN unnest(%s::text[], %s::float8[]) AS q(lexeme, weight) ON q.lexeme = t.lexeme
+    WHERE c.search_vector @@ %s::tsquery
+      AND c.collection_id = ANY(%s::bigint[])
+      AND c.collection_id IN ({scope})
+    GROUP BY c.id
+    ORDER BY score DESC, c.id
+    LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class Bm25:
+    k1: float = 1.2
+    b: float = 0.75
+    # Postings (summed document frequencies) the candidate lexemes may reach; see
+    # ``candidate_terms``.
+    candidate_budget: int = 20000
+
+
+def bm25_candidates(
+    group: LexicalGroup, bm25: Bm25, scope: str, scope_params: tuple, depth: int
+) -> tuple[str, list[Any]] | None:
+    """SQL and parameters of the group's BM25 top ``depth``; None when no lexeme of the
+    question occurs in the group."""
+    candidates = candidate_terms(group.terms, bm25.candidate_budget)
+    if not candidates:
+        return None
+    lexemes = [lexeme for lexeme, _, frequency in group.terms if frequency > 0]
+    weights = [group.idf(frequency) for _, _, frequency in group.terms if frequency > 0]
+    params = [
+        bm25.k1,
+        bm25.k1,
+        bm25.b,
+        bm25.b,
+        group.average_length,
+        lexemes,
+        lexemes,
+        weights,
+        tsquery_literal(candidates),
+        group.collection_ids,
+        *scope_params,
+        depth,
+    ]
+    return BM25_CANDIDATES.format(scope=scope), params
