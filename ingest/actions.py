@@ -142,6 +142,9 @@ def delete_document(actor: Any, document: Document) -> None:
             return
         path = locked.stored_path
         details = {"collection_id": locked.collection_id, "title": locked.title}
+        from inference import lexical  # BM25 statistics forget it before its chunks go
+
+        lexical.forget_document(locked.collection_id, locked.pk)
         locked.delete()
         audit.record(
             Action.DOCUMENT_DELETE,

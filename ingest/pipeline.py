@@ -234,6 +234,9 @@ def publish(document: Document) -> bool:
         )
         if locked is None or locked.status not in _ACTIVE:
             return False  # deleted, or replaced by a newer upload meanwhile
+        from inference import lexical  # BM25 statistics move before the old chunks go
+
+        lexical.count_live_version(locked.collection_id, locked.pk, locked.version)
         with connection.cursor() as cursor:
             cursor.execute(
                 "DELETE FROM ingest_chunk WHERE document_id = %s AND version <> %s",
