@@ -3,7 +3,10 @@ a hash chain that exports verify offline, and exports that detect a changed byte
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
 from appliance.audit import actions as audit
-from appliance.audit import chain, export
+from appliance.audit import chain, export, signing
 from appliance.audit.models import Action, AuditEvent
 from tests.conftest import PASSWORD
 
@@ -164,3 +167,148 @@ def test_each_export_is_itself_audited(people: Any, tmp_path: Path) -> None:
     assert response.status_code == 200
     b"".join(response.streaming_content)
     assert AuditEvent.objects.filter(action=Action.AUDIT_EXPORT).count() == 2
+
+
+def _signed_in(user: Any) -> Client:
+    client = Client(HTTP_USER_AGENT="AuditorBrowser/1.0", REMOTE_ADDR="10.1.2.3")
+    client.force_login(user)
+    return client
+
+
+def test_manifest_is_signed_with_the_dedicated_key_not_the_secret_key(
+    people: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.AUDIT_SIGNING_KEY = "k" * 40
+    out = _export(tmp_path, "jsonl")
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["signature_algorithm"] == "ed25519"
+    settings.SECRET_KEY = "another-secret-key-" + "y" * 40  # rotating Django's key...
+    export.verify_export(out)  # ...leaves audit exports verifiable
+    settings.AUDIT_SIGNING_KEY = "z" * 40  # another appliance's key does not verify it
+    with pytest.raises(export.VerificationFailed, match="another key"):
+        export.verify_export(out)
+
+
+def test_an_export_verifies_offline_with_only_the_public_key(
+    people: Any, tmp_path: Path, settings: Any, capsys: Any
+) -> None:
+    settings.AUDIT_SIGNING_KEY = "the appliance's own signing secret, 40+ chars"
+    audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "hello"})
+    out = _export(tmp_path, "csv")
+    capsys.readouterr()
+    call_command("audit_public_key")
+    public_key = capsys.readouterr().out.strip()
+    assert len(public_key) == 64
+    # Elsewhere: a machine that holds no secret of this appliance.
+    settings.AUDIT_SIGNING_KEY = "some other machine's key, not this appliance's"
+    with pytest.raises(CommandError, match="another key"):
+        call_command("audit_verify", str(out))
+    call_command("audit_verify", str(out), "--public-key", public_key)
+    key_file = tmp_path / "appliance.pub"
+    key_file.write_text(public_key + "\n")
+    call_command("audit_verify", str(out), "--public-key", str(key_file))
+
+
+def test_a_manifest_resigned_with_a_forgers_own_key_is_refused(
+    people: Any, tmp_path: Path, settings: Any
+) -> None:
+    audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "original"})
+    out = _export(tmp_path, "jsonl")
+    trusted = signing.public_key_hex()
+    # A forger edits a row, recomputes every hash and the file digest, and signs the
+    # manifest with a key of their own, naming that key inside the manifest.
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    previous = rows[0]["prev_hash"]
+    for row in rows:
+        if row["details"].get("text") == "original":
+            row["details"]["text"] = "forged"
+        row["prev_hash"] = previous
+        row["hash"] = chain.row_hash(previous, row)
+        previous = row["hash"]
+    out.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    settings.AUDIT_SIGNING_KEY = "the forger's key " * 3
+    manifest.update(
+        sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
+        first_hash=rows[0]["hash"],
+        last_hash=rows[-1]["hash"],
+        public_key=signing.public_key_hex(),
+    )
+    manifest["signature"] = signing.sign(manifest)
+    Path(f"{out}.manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(export.VerificationFailed, match="another key"):
+        export.verify_export(out, public_key=trusted)
+
+
+def test_api_export_carries_its_manifest_and_verifies(people: Any, tmp_path: Path) -> None:
+    audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "=1+1"})
+    response = _signed_in(people.dave).get("/api/v1/audit/events?format=csv")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content)
+    manifest = json.loads(response["X-Audit-Manifest"])
+    assert manifest["rows"] == AuditEvent.objects.count()
+    (tmp_path / "api.csv").write_bytes(body)
+    (tmp_path / "api.csv.manifest.json").write_text(json.dumps(manifest))
+    call_command("audit_verify", str(tmp_path / "api.csv"))
+
+    zipped = _signed_in(people.dave).get("/api/v1/audit/events?format=jsonl&bundle=zip")
+    assert zipped["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content))) as archive:
+        archive.extractall(tmp_path / "bundle")
+    (exported,) = (tmp_path / "bundle").glob("*.jsonl")
+    call_command("audit_verify", str(exported))
+
+
+def _page_download(client: Client, query: str) -> bytes:
+    response = client.get(f"/audit/export?{query}")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"] == "application/zip"
+    return b"".join(response.streaming_content)
+
+
+def _upload_for_check(client: Client, bundle: bytes) -> str:
+    upload = io.BytesIO(bundle)
+    upload.name = "audit.zip"
+    response = client.post("/audit/verify", {"bundle": upload})
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_auditor_page_downloads_an_export_and_checks_it_when_uploaded_again(
+    people: Any,
+) -> None:
+    audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "plain question"})
+    client = _signed_in(people.dave)
+    bundle = _page_download(client, "format=csv&user=alice")
+    assert "<strong>Intact.</strong>" in _upload_for_check(client, bundle)
+
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    (data_name,) = [n for n in members if n.endswith(".csv")]
+    members[data_name] = members[data_name].replace(b"plain question", b"plain questioN")
+    tampered = io.BytesIO()
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    page = _upload_for_check(client, tampered.getvalue())
+    assert "Not intact:" in page and "does not match its hash" in page
+
+
+def test_the_page_and_the_api_give_the_same_export(people: Any) -> None:
+    audit.record_alone(Action.QUESTION, actor=people.bob, details={"text": "same?"})
+    client = _signed_in(people.dave)
+    with zipfile.ZipFile(io.BytesIO(_page_download(client, "format=jsonl&user=bob"))) as z:
+        (name,) = [n for n in z.namelist() if n.endswith(".jsonl")]
+        from_page = z.read(name)
+    from_api = b"".join(client.get("/api/v1/audit/events?format=jsonl&user=bob").streaming_content)
+    assert from_page == from_api and b"same?" in from_page
+    exports = AuditEvent.objects.filter(action=Action.AUDIT_EXPORT).order_by("id")
+    assert [e.details["via"] for e in exports] == ["web", "api"]
+
+
+def test_only_auditors_may_download_or_check_exports(people: Any) -> None:
+    for other in (people.alice, people.bob, people.oscar, people.erin, people.carol):
+        client = _signed_in(other)
+        assert client.get("/audit/export?format=csv").status_code == 404
+        assert client.post("/audit/verify", {}).status_code == 404
+    assert AuditEvent.objects.filter(action=Action.AUDIT_EXPORT).count() == 0

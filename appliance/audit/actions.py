@@ -4,6 +4,9 @@
 it takes a transaction-scoped advisory lock so that concurrent writers append one after
 another (the chain never forks), and taking that lock last, after the act's own row locks,
 means two writers can never wait on each other in opposite orders (no deadlock).
+The lock is held until commit, so appends are serialised: the chain's throughput is one
+commit at a time (measured in tests/test_security_audit_concurrency.py). Transactions must
+be READ COMMITTED (Django's default) so the read after the lock sees the previous row.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from appliance.audit.models import AuditAnchor, AuditEvent
 
 # Any constant works; it only has to be the same in every writer.
 CHAIN_LOCK_KEY = 0x61756469  # "audi"
+
+
+_NEXT_ID_AND_LAST_HASH = (
+    "SELECT nextval(pg_get_serial_sequence('audit_auditevent', 'id')), "
+    "(SELECT hash FROM audit_auditevent ORDER BY id DESC LIMIT 1)"
+)
 
 
 def _departments_of(user: Any) -> list[str]:
@@ -72,12 +81,14 @@ def record(
     )
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-        cursor.execute("SELECT nextval(pg_get_serial_sequence('audit_auditevent', 'id'))")
-        event.id = cursor.fetchone()[0]
+        # A statement of its own after the lock: its snapshot sees the previous holder's
+        # committed row (READ COMMITTED). The id is drawn here too, so ids follow the chain.
+        cursor.execute(_NEXT_ID_AND_LAST_HASH)
+        event.id, last = cursor.fetchone()
     # Stamped under the lock, so time order and id order agree and an export of a time
     # window is an unbroken stretch of the chain.
     event.created_at = timezone.now()
-    event.prev_hash = last_hash()
+    event.prev_hash = last or last_hash()
     event.hash = chain.row_hash(event.prev_hash, to_row(event))
     event.save(force_insert=True)
     return event

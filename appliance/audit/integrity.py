@@ -7,8 +7,11 @@ of an earlier export) a log whose end was cut off since that export.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from django.db.models import QuerySet
 
 from appliance.audit import chain
 from appliance.audit.actions import to_row
@@ -17,6 +20,22 @@ from appliance.audit.models import Action, AuditAnchor, AuditEvent
 
 class Broken(Exception):
     pass
+
+
+def rows_in_order(events: QuerySet[AuditEvent], batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Rows by id, a batch at a time by keyset: no server-side cursor, so the caller may
+    stop half-way (a broken row) without leaving a cursor open in its transaction."""
+    after = None
+    while True:
+        page = events.order_by("id")
+        if after is not None:
+            page = page.filter(id__gt=after)
+        chunk = list(page[:batch])
+        for event in chunk:
+            yield to_row(event)
+        if len(chunk) < batch:
+            return
+        after = chunk[-1].id
 
 
 @dataclass
@@ -40,13 +59,13 @@ def verify_database(earlier_manifest: dict[str, Any] | None = None) -> DatabaseR
     first_id: int | None = None
     last_id: int | None = None
 
-    def rows() -> Any:
+    def rows() -> Iterator[dict[str, Any]]:
         nonlocal first_id, last_id
-        for event in AuditEvent.objects.order_by("id").iterator(chunk_size=5000):
+        for row in rows_in_order(AuditEvent.objects.all()):
             if first_id is None:
-                first_id = event.id
-            last_id = event.id
-            yield to_row(event)
+                first_id = row["id"]
+            last_id = row["id"]
+            yield row
 
     try:
         count, _first, last = chain.verify_rows(rows(), anchor=start)

@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from appliance.audit import actions as audit
-from appliance.audit import chain
+from appliance.audit import chain, integrity
 from appliance.audit.models import Action, AuditAnchor, AuditEvent
 
 
@@ -68,10 +68,9 @@ def prune(retention_days: int, *, actor_name: str, now: datetime | None = None) 
             return PruneResult(0, None, cutoff)
         previous = AuditAnchor.objects.order_by("-id").first()
         start = previous.last_pruned_hash if previous else chain.GENESIS
-        doomed = AuditEvent.objects.filter(id__lte=last.id).order_by("id")
         try:
             chain.verify_rows(
-                (audit.to_row(e) for e in doomed.iterator(chunk_size=2000)), anchor=start
+                integrity.rows_in_order(AuditEvent.objects.filter(id__lte=last.id)), anchor=start
             )
         except chain.ChainError as exc:
             raise MaintenanceRefused(
