@@ -25,7 +25,11 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-APPLIANCE_ENV = env.choice("APPLIANCE_ENV", "development", ("development", "production"))
+# APPLIANCE_ENV_FILE names the settings file (above); it is not the *_FILE form of
+# APPLIANCE_ENV, so it must not be read as one.
+APPLIANCE_ENV = Env({k: v for k, v in os.environ.items() if k != "APPLIANCE_ENV_FILE"}).choice(
+    "APPLIANCE_ENV", "development", ("development", "production")
+)
 PRODUCTION = APPLIANCE_ENV == "production"
 DEBUG = env.bool("APPLIANCE_DEBUG", False)
 
@@ -61,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ingest.middleware.RequestSizeLimitMiddleware",
     "appliance.web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -196,10 +201,20 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 UPLOAD_MAX_FILE_MB = env.int("APPLIANCE_UPLOAD_MAX_FILE_MB", 200, minimum=1)
 UPLOAD_MAX_FILES = env.int("APPLIANCE_UPLOAD_MAX_FILES", 500, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+# Each file may come with a "paths" field (its place in an uploaded folder), hence the room.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = max(1000, UPLOAD_MAX_FILES + 100)
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# The whole request body: a larger one gets a 413 before any file is read (the browser
+# sends a folder in parts well below this).
+UPLOAD_MAX_REQUEST_MB = env.int("APPLIANCE_UPLOAD_MAX_REQUEST_MB", 1024, minimum=1)
+# Each file is parsed in a child process under these limits (ingest/parsing/sandbox.py).
+INGEST_PARSE_TIME_LIMIT = env.int("APPLIANCE_PARSE_TIME_LIMIT_SECONDS", 900, minimum=10)
+INGEST_PARSE_MEMORY_MB = env.int("APPLIANCE_PARSE_MEMORY_MB", 4096, minimum=512)
+# How long a worker's hold on a document lasts unless renewed; the documents of a worker
+# that died are taken over (and lost queue messages replaced) after it.
+INGEST_LEASE_SECONDS = env.int("APPLIANCE_INGEST_LEASE_SECONDS", 60, minimum=5)
 
 # --- models -------------------------------------------------------------------------------
 LLM_MODEL = env.str("APPLIANCE_LLM_MODEL", DEFAULT_MODEL)

@@ -3,10 +3,10 @@ row last in that transaction, and queues background work only after commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO
+from pathlib import PurePosixPath
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -15,15 +15,15 @@ from django.utils import timezone
 from appliance.accounts.models import Department
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from ingest import archives, storage
+from ingest import storage
+from ingest.intake import IncomingFile, Refused, Stored, receive
 from ingest.models import Collection, CollectionShare, Document, Status
-from ingest.parsing import UnsupportedFile, kind_for_name
 
+__all__ = ["IncomingFile", "UploadResult", "upload_documents", "upload_stream"]
 
-@dataclass
-class IncomingFile:
-    name: str
-    stream: BinaryIO
+# Files recorded per transaction by an upload: one lock of the collection, one look-up of
+# names and checksums, and one commit per batch instead of per file.
+UPLOAD_BATCH = 200
 
 
 @dataclass
@@ -32,6 +32,7 @@ class UploadResult:
     name: str
     duplicate: bool = False
     error: str = ""
+    new_version: bool = False  # replaces an earlier upload of the same name
 
 
 def create_collection(
@@ -51,81 +52,161 @@ def create_collection(
 def upload_documents(
     actor: Any, collection: Collection, files: Iterable[IncomingFile]
 ) -> list[UploadResult]:
-    """Store each file and queue it. A file the appliance cannot take is refused alone with
-    its reason; a file already in the collection (same SHA-256) is not ingested twice."""
-    results: list[UploadResult] = []
-    for incoming in files:
-        name = storage.safe_display_name(incoming.name)
-        try:
-            kind = kind_for_name(name)
-        except UnsupportedFile as exc:
-            results.append(UploadResult(None, name, error=str(exc)))
-            continue
-        if kind == "zip":
-            results.extend(_upload_archive(actor, collection, incoming, name))
-            continue
-        results.append(_upload_one(actor, collection, incoming.stream, name, kind))
-    return results
+    """Store each file and queue it. See ``upload_stream``."""
+    return list(upload_stream(actor, collection, files))
 
 
-def _upload_archive(
-    actor: Any, collection: Collection, incoming: IncomingFile, name: str
-) -> list[UploadResult]:
+def upload_stream(
+    actor: Any, collection: Collection, files: Iterable[IncomingFile], batch: int = UPLOAD_BATCH
+) -> Iterator[UploadResult]:
+    """Store each file and queue it, yielding each file's result as its batch commits.
+
+    - A file the appliance cannot take is refused alone, with its reason.
+    - A file already in the collection (same SHA-256, whatever its name) is not ingested
+      twice.
+    - A file with the name (folders included) of a document already in the collection,
+      but other content, is a new version of that document: it is read while the old
+      version keeps answering, and replaces it in one transaction when ready.
+    """
+    pending: list[Stored] = []
+    for item in receive(collection.pk, files):
+        if isinstance(item, Refused):
+            yield UploadResult(None, item.name, error=item.reason)
+            continue
+        pending.append(item)
+        if len(pending) >= batch:
+            yield from _record(actor, collection, pending)
+            pending = []
+    if pending:
+        yield from _record(actor, collection, pending)
+
+
+def _record(actor: Any, collection: Collection, stored: list[Stored]) -> list[UploadResult]:
     results: list[UploadResult] = []
     try:
-        for entry in archives.entries(incoming.stream, name):
-            inner = storage.safe_display_name(entry.name)
-            if entry.skipped_reason:
-                results.append(UploadResult(None, entry.name, error=entry.skipped_reason))
-                continue
-            try:
-                kind = kind_for_name(inner)
-            except UnsupportedFile as exc:
-                results.append(UploadResult(None, entry.name, error=str(exc)))
-                continue
-            try:
-                results.append(_upload_one(actor, collection, entry.stream, inner, kind))
-            except archives.ArchiveError as exc:
-                results.append(UploadResult(None, entry.name, error=str(exc)))
-    except archives.ArchiveError as exc:
-        results.append(UploadResult(None, name, error=str(exc)))
+        with transaction.atomic():
+            # One upload at a time per collection: two uploads of the same new name must
+            # not both create a document.
+            Collection.objects.select_for_update().filter(pk=collection.pk).first()
+            by_sha = {
+                d.sha256: d
+                for d in Document.objects.filter(
+                    collection=collection, sha256__in={s.sha256 for s in stored}
+                )
+            }
+            by_name: dict[str, Document] = {}
+            for d in Document.objects.filter(
+                collection=collection, original_name__in={s.name for s in stored}
+            ).order_by("id"):
+                by_name[d.original_name] = d  # the newest of any same-named documents
+            for item in stored:
+                existing = by_sha.get(item.sha256)
+                if existing is not None:
+                    transaction.on_commit(lambda path=item.relative: storage.remove(path))
+                    results.append(UploadResult(existing, item.name, duplicate=True))
+                    continue
+                previous = by_name.get(item.name)
+                if previous is not None:
+                    document = _new_version(actor, previous, item)
+                else:
+                    document = _create(actor, collection, item)
+                by_sha[item.sha256] = by_name[item.name] = document
+                results.append(UploadResult(document, item.name, new_version=bool(previous)))
+    except BaseException:
+        for item in stored:  # nothing was recorded: keep no files either
+            storage.remove(item.relative)
+        raise
     return results
 
 
-def _upload_one(
-    actor: Any, collection: Collection, stream: BinaryIO, name: str, kind: str
-) -> UploadResult:
-    relative, sha256, size = storage.store(stream, collection.pk, Path(name).suffix)
-    if size == 0:
-        storage.remove(relative)
-        return UploadResult(None, name, error="The file is empty.")
-    with transaction.atomic():
-        existing = (
-            Document.objects.select_for_update()
-            .filter(collection=collection, sha256=sha256)
-            .first()
-        )
-        if existing is not None:
-            transaction.on_commit(lambda: storage.remove(relative))
-            return UploadResult(existing, name, duplicate=True)
-        document = Document.objects.create(
-            collection=collection,
-            title=Path(name).stem[:300] or name,
-            original_name=name,
-            stored_path=relative,
-            sha256=sha256,
-            size_bytes=size,
-            kind=kind,
-            uploaded_by=actor if getattr(actor, "pk", None) else None,
-        )
-        audit.record(
-            Action.UPLOAD,
-            actor=actor,
-            obj=document,
-            details={"collection_id": collection.pk, "name": name, "sha256": sha256, "bytes": size},
-        )
-        _enqueue_after_commit(document.pk)
-    return UploadResult(document, name)
+def _create(actor: Any, collection: Collection, item: Stored) -> Document:
+    stem = PurePosixPath(item.name).stem
+    document = Document.objects.create(
+        collection=collection,
+        title=(stem or item.name)[:300],
+        original_name=item.name,
+        stored_path=item.relative,
+        sha256=item.sha256,
+        size_bytes=item.size,
+        kind=item.kind,
+        uploaded_by=actor if getattr(actor, "pk", None) else None,
+    )
+    audit.record(
+        Action.UPLOAD,
+        actor=actor,
+        obj=document,
+        details={
+            "collection_id": collection.pk,
+            "name": item.name,
+            "sha256": item.sha256,
+            "bytes": item.size,
+        },
+    )
+    _enqueue_after_commit(document.pk)
+    return document
+
+
+def _new_version(actor: Any, document: Document, item: Stored) -> Document:
+    """The document now stands for the new file. Its live version (if any) answers until
+    the new one is published; the file of a version that never went live is dropped."""
+    locked = Document.objects.select_for_update().get(pk=document.pk)
+    replaced_sha = locked.sha256
+    if locked.live_version == locked.version and locked.live_version > 0:
+        obsolete = locked.previous_stored_path
+        locked.previous_stored_path = locked.stored_path
+    else:
+        obsolete = locked.stored_path
+    if obsolete:
+        transaction.on_commit(lambda: storage.remove(obsolete))
+    locked.stored_path = item.relative
+    locked.sha256 = item.sha256
+    locked.size_bytes = item.size
+    locked.kind = item.kind
+    locked.version += 1
+    locked.status = Status.QUEUED
+    locked.error = ""
+    locked.attempts = 0
+    locked.pages = None
+    locked.pages_done = locked.chunks = locked.chunks_done = 0
+    locked.lease_until = locked.started_at = locked.finished_at = None
+    locked.uploaded_by = actor if getattr(actor, "pk", None) else None
+    locked.save(
+        update_fields=[
+            "stored_path",
+            "previous_stored_path",
+            "sha256",
+            "size_bytes",
+            "kind",
+            "version",
+            "status",
+            "error",
+            "attempts",
+            "pages",
+            "pages_done",
+            "chunks",
+            "chunks_done",
+            "lease_until",
+            "started_at",
+            "finished_at",
+            "uploaded_by",
+            "updated_at",
+        ]
+    )
+    audit.record(
+        Action.UPLOAD,
+        actor=actor,
+        obj=locked,
+        details={
+            "collection_id": locked.collection_id,
+            "name": item.name,
+            "sha256": item.sha256,
+            "bytes": item.size,
+            "version": locked.version,
+            "replaces_sha256": replaced_sha,
+        },
+    )
+    _enqueue_after_commit(locked.pk)
+    return locked
 
 
 def _enqueue_after_commit(document_id: int) -> None:
@@ -140,7 +221,7 @@ def delete_document(actor: Any, document: Document) -> None:
         locked = Document.objects.select_for_update().filter(pk=document.pk).first()
         if locked is None:
             return
-        path = locked.stored_path
+        paths = [p for p in (locked.stored_path, locked.previous_stored_path) if p]
         details = {"collection_id": locked.collection_id, "title": locked.title}
         from inference import lexical  # BM25 statistics forget it before its chunks go
 
@@ -153,7 +234,7 @@ def delete_document(actor: Any, document: Document) -> None:
             object_id=document.pk,
             details=details,
         )
-        transaction.on_commit(lambda: storage.remove(path))
+        transaction.on_commit(lambda: [storage.remove(path) for path in paths])
 
 
 def retry_document(actor: Any, document: Document) -> Document:

@@ -18,7 +18,8 @@ from typing import BinaryIO
 from django.conf import settings
 
 MAX_ENTRIES = 10_000
-MAX_RATIO = 200  # uncompressed / compressed, per entry
+MAX_RATIO = 200  # uncompressed / compressed, per entry of more than RATIO_FLOOR bytes
+RATIO_FLOOR = 1 << 20
 
 
 class ArchiveError(ValueError):
@@ -27,7 +28,8 @@ class ArchiveError(ValueError):
 
 @dataclass
 class Entry:
-    name: str  # the path inside the archive, for display
+    name: str  # archive name and the path inside it, for display
+    inner_name: str  # the path inside the archive (not yet cleaned)
     stream: BinaryIO
     skipped_reason: str = ""
 
@@ -42,17 +44,30 @@ class _Bounded:
         data = self.raw.read(size if size >= 0 else self.left + 1)
         self.left -= len(data)
         if self.left < 0:
-            raise ArchiveError(f"{self.name} is larger than its archive says (a zip bomb?)")
+            raise ArchiveError(
+                f"{self.name} is larger than its archive says (a zip bomb?); not unpacked."
+            )
         return data
 
 
 def entries(archive: BinaryIO, archive_name: str) -> Iterator[Entry]:
+    from ingest.parsing import ParseError
+    from ingest.parsing.containers import zip_entry_count
+
     max_file = settings.UPLOAD_MAX_FILE_MB * 1024 * 1024
     max_total = max_file * 5
+    unreadable = f"{archive_name} is damaged or not really a zip archive, so it was not unpacked."
+    try:
+        # The count the archive declares, before zipfile builds a directory of that size.
+        declared = zip_entry_count(archive)
+    except (ParseError, OSError):
+        raise ArchiveError(unreadable) from None
+    if declared > MAX_ENTRIES:
+        raise ArchiveError(f"{archive_name} holds more than {MAX_ENTRIES:,} entries.")
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError):
-        raise ArchiveError(f"{archive_name} is not a readable zip archive.") from None
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ArchiveError(unreadable) from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_ENTRIES:
@@ -71,23 +86,24 @@ def entries(archive: BinaryIO, archive_name: str) -> Iterator[Entry]:
             if "__MACOSX/" in name or PurePosixPath(name).name.startswith("._"):
                 continue
             mode = info.external_attr >> 16
+            reason = ""
             if stat.S_ISLNK(mode):
-                yield Entry(display, _empty(), "symbolic links inside archives are not followed")
-                continue
-            if info.flag_bits & 0x1:
-                yield Entry(display, _empty(), "this entry is password-protected")
-                continue
-            if name.lower().endswith(".zip"):
-                yield Entry(display, _empty(), "archives inside archives are not unpacked")
-                continue
-            if info.file_size > max_file:
-                yield Entry(display, _empty(), f"larger than {settings.UPLOAD_MAX_FILE_MB} MB")
-                continue
-            if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
-                yield Entry(display, _empty(), "compressed suspiciously well (a zip bomb?)")
+                reason = "Symbolic links inside archives are not followed."
+            elif info.flag_bits & 0x1:
+                reason = "This entry of the archive is password-protected."
+            elif name.lower().endswith(".zip"):
+                reason = "Archives inside archives are not unpacked; upload that archive itself."
+            elif info.file_size > max_file:
+                reason = f"Larger than the {settings.UPLOAD_MAX_FILE_MB:,} MB allowed per file."
+            elif info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(
+                info.compress_size, 1
+            ):
+                reason = "Compressed suspiciously well (a zip bomb?); not unpacked."
+            if reason:
+                yield Entry(display, name, _empty(), reason)
                 continue
             with zf.open(info) as raw:
-                yield Entry(display, _Bounded(raw, info.file_size, display))  # type: ignore[arg-type]
+                yield Entry(display, name, _Bounded(raw, info.file_size, display))  # type: ignore[arg-type]
 
 
 def _empty() -> BinaryIO:

@@ -97,8 +97,13 @@ class Document(models.Model):
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=300)
+    # The file's name, with its folders when it came in a folder or an archive
+    # ("policies/leave.pdf"). A new upload under the same name is a new version of it.
     original_name = models.CharField(max_length=300)
     stored_path = models.CharField(max_length=500)
+    # The file of the version that answers while a newer one is being read; removed when
+    # the newer one is published.
+    previous_stored_path = models.CharField(max_length=500, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.BigIntegerField(default=0)
     kind = models.CharField(max_length=16, blank=True)
@@ -126,7 +131,10 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [
+            models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["collection", "original_name"], name="document_name"),
+        ]
 
     def __str__(self) -> str:
         return self.title

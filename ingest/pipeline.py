@@ -5,34 +5,28 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from ingest import embedding, storage
-from ingest.chunking import ChunkDraft, chunk_blocks
+from ingest import stages, storage
 from ingest.models import Document, Status
-from ingest.parsing import ParseError, parse
+from ingest.parsing import ParseError
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 # Errors that say nothing about the file: the database or Redis was away for a moment.
 TEMPORARY_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
-INSERT_BATCH = 64
 _ACTIVE = (Status.QUEUED, Status.PARSING, Status.EMBEDDING)
-
-
-LEASE_SECONDS = 60
+# How long a worker's hold on a document lasts unless renewed (a third of it apart).
+LEASE_SECONDS = settings.INGEST_LEASE_SECONDS
 
 
 def _claimable() -> Q:
@@ -110,13 +104,12 @@ class _LeaseKeeper:
 
 def _process(document: Document, document_id: int) -> str:
     try:
-        drafts = list(_drafts(document))
-        if not drafts:
+        outcome = stages.ingest(document)
+        if not outcome.chunks:
             raise ParseError(
-                "No text could be found in this file. If it is a scan or a picture, upload a "
-                "version with selectable text."
+                "No text could be found in this file. If it is a scan or a picture, check "
+                "that it is legible; if it is a form, upload a version with its text."
             )
-        _embed_and_store(document, drafts)
         return "ready" if publish(document) else "gone"
     except ParseError as exc:
         fail(document, str(exc))
@@ -126,6 +119,10 @@ def _process(document: Document, document_id: int) -> str:
             document, "The uploaded file is missing from the appliance's storage; upload it again."
         )
         return "failed"
+    except IntegrityError:
+        if not Document.objects.filter(pk=document.pk, version=document.version).exists():
+            return "gone"  # deleted or replaced while it was being read
+        raise
     except TEMPORARY_ERRORS:
         raise  # the task retries these
     except Exception as exc:
@@ -136,92 +133,6 @@ def _process(document: Document, document_id: int) -> str:
             "Retry it; if it fails again, tell your IT team (details are in the ingest log).",
         )
         return "failed"
-
-
-def _drafts(document: Document) -> Iterator[ChunkDraft]:
-    path = storage.absolute(document.stored_path)
-    last_update = 0.0
-
-    def progress(done: int, total: int | None) -> None:
-        nonlocal last_update
-        now = time.monotonic()
-        if now - last_update < 0.5 and total != done:
-            return
-        last_update = now
-        fields: dict[str, Any] = {"pages_done": done, "updated_at": timezone.now()}
-        if total is not None:
-            fields["pages"] = total
-        Document.objects.filter(pk=document.pk).update(**fields)
-
-    blocks = parse(path, document.kind, progress)
-    limit = embedding.max_tokens() - 2  # [CLS] and [SEP]
-    yield from chunk_blocks(
-        blocks,
-        embedding.count_tokens,
-        target_tokens=settings.CHUNK_TOKENS,
-        overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
-        limit_tokens=limit,
-    )
-
-
-def _embed_and_store(document: Document, drafts: list[ChunkDraft]) -> None:
-    fields: dict[str, Any] = {
-        "status": Status.EMBEDDING,
-        "chunks": len(drafts),
-        "updated_at": timezone.now(),
-    }
-    pages = max((d.page or 0 for d in drafts), default=0)
-    if pages:
-        fields.update(pages=pages, pages_done=pages)
-    Document.objects.filter(pk=document.pk).update(**fields)
-    # Resume: ordinals stored by an earlier, interrupted attempt are not embedded again.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT ordinal FROM ingest_chunk WHERE document_id = %s AND version = %s",
-            [document.pk, document.version],
-        )
-        done = {row[0] for row in cursor.fetchall()}
-    todo = [(ordinal, d) for ordinal, d in enumerate(drafts) if ordinal not in done]
-    stored = len(done)
-    for start in range(0, len(todo), INSERT_BATCH):
-        batch = todo[start : start + INSERT_BATCH]
-        vectors = embedding.embed([d.embedding_text() for _, d in batch])
-        _insert(document, batch, vectors)
-        stored += len(batch)
-        Document.objects.filter(pk=document.pk).update(
-            chunks_done=stored, updated_at=timezone.now()
-        )
-
-
-def _insert(document: Document, batch: list[tuple[int, ChunkDraft]], vectors: Any) -> None:
-    language = document.collection.language
-    rows = [
-        (
-            document.pk,
-            document.collection_id,
-            document.version,
-            ordinal,
-            draft.page,
-            draft.section,
-            draft.text,
-            draft.token_count,
-            "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
-            language,
-            f"{draft.section}\n{draft.text}" if draft.section else draft.text,
-        )
-        for (ordinal, draft), vector in zip(batch, vectors, strict=True)
-    ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(
-            """
-            INSERT INTO ingest_chunk
-                (document_id, collection_id, version, ordinal, page, section, text,
-                 token_count, embedding, search_vector)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector, to_tsvector(%s::regconfig, %s))
-            ON CONFLICT (document_id, version, ordinal) DO NOTHING
-            """,
-            rows,
-        )
 
 
 def publish(document: Document) -> bool:
@@ -247,6 +158,10 @@ def publish(document: Document) -> bool:
                 [locked.pk, locked.version],
             )
             (count,) = cursor.fetchone()
+        if locked.previous_stored_path:  # the file of the version that answered until now
+            replaced = locked.previous_stored_path
+            transaction.on_commit(lambda: storage.remove(replaced))
+            locked.previous_stored_path = ""
         locked.status = Status.READY
         locked.lease_until = None
         locked.live_version = locked.version
@@ -256,6 +171,7 @@ def publish(document: Document) -> bool:
         locked.save(
             update_fields=[
                 "status",
+                "previous_stored_path",
                 "lease_until",
                 "live_version",
                 "chunks",
@@ -274,10 +190,12 @@ def publish(document: Document) -> bool:
 
 
 def fail(document: Document, reason: str) -> None:
+    """Mark this version failed with ``reason`` and drop the chunks it had stored. The live
+    version, if an earlier one exists, keeps answering; a newer upload is left alone."""
     log.info("document %s failed: %s", document.pk, reason)
     with transaction.atomic():
         updated = (
-            Document.objects.filter(pk=document.pk)
+            Document.objects.filter(pk=document.pk, version=document.version)
             .filter(Q(status__in=_ACTIVE))
             .update(
                 status=Status.FAILED,
@@ -288,6 +206,12 @@ def fail(document: Document, reason: str) -> None:
             )
         )
         if updated:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM ingest_chunk WHERE document_id = %s AND version = %s "
+                    "AND version <> (SELECT live_version FROM ingest_document WHERE id = %s)",
+                    [document.pk, document.version, document.pk],
+                )
             audit.record(Action.INGEST_FAILED, obj=document, details={"reason": reason[:500]})
 
 
@@ -310,7 +234,7 @@ def reconcile() -> int:
     ids = list(stale.values_list("pk", flat=True)[:1000])
     if _queue_length("ingest") == 0:
         waiting = Document.objects.filter(
-            status=Status.QUEUED, updated_at__lt=now - timedelta(seconds=30)
+            status=Status.QUEUED, updated_at__lt=now - timedelta(seconds=LEASE_SECONDS / 2)
         )
         ids += list(waiting.order_by("pk").values_list("pk", flat=True)[:1000])
     for document_id in ids:

@@ -31,14 +31,38 @@ def safe_display_name(name: str) -> str:
     return name
 
 
+def safe_relative_name(name: str) -> str:
+    """A file's place in an uploaded folder or archive, for display and for recognising
+    new versions: each folder name cleaned like a file name, ``..`` and ``.`` dropped,
+    never absolute, at most 300 characters (the end kept)."""
+    parts = [
+        safe_display_name(part)
+        for part in name.replace("\\", "/").replace("\x00", "").split("/")
+        if part.strip() not in ("", ".", "..")
+    ]
+    parts = [part for part in parts if part != "unnamed"] or ["unnamed"]
+    joined = "/".join(parts)
+    while len(joined) > 300 and len(parts) > 1:
+        parts.pop(0)
+        joined = "/".join(parts)
+    return joined[-300:]
+
+
+class FileTooLarge(ValueError):
+    pass
+
+
 def upload_root() -> Path:
     root = Path(settings.UPLOAD_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def store(source: BinaryIO, collection_id: int, suffix: str) -> tuple[str, str, int]:
-    """Copy ``source`` into the upload area. Returns (relative path, sha256, size)."""
+def store(
+    source: BinaryIO, collection_id: int, suffix: str, max_bytes: int | None = None
+) -> tuple[str, str, int]:
+    """Copy ``source`` into the upload area. Returns (relative path, sha256, size).
+    Raises FileTooLarge (and keeps nothing) past ``max_bytes``."""
     folder = upload_root() / str(collection_id)
     folder.mkdir(parents=True, exist_ok=True)
     suffix = (
@@ -53,6 +77,8 @@ def store(source: BinaryIO, collection_id: int, suffix: str) -> tuple[str, str, 
             while chunk := source.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise FileTooLarge(f"larger than {max_bytes / 2**20:,.0f} MB")
                 out.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """PDFs through pdfium's text layer: about 400 pages/s here, one page in memory at a time.
 
 (unstructured's "fast" strategy reads about 4 pages/s on the same files; the embedding,
-not parsing, must be the bound.) Pages without a text layer yield nothing; a document
-with no text at all fails with a reason the curator understands.
+not parsing, must be the bound.) A page without a text layer but with pictures on it (a
+scan) is rendered by pdfium and read by tesseract; a document with no text at all, even
+then, fails with a reason the curator understands.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 
+from ingest.parsing import ocr
 from ingest.parsing.base import Block, ParseError, ProgressCallback
 from ingest.parsing.text import clean, looks_like_heading
+
+# A page with fewer visible characters than this in its text layer is treated as scanned
+# when it holds a picture (page numbers or a stamp on a scan do not make it text).
+MIN_TEXT_CHARS = 32
 
 
 def _open(path: Path) -> pdfium.PdfDocument:
@@ -31,7 +38,9 @@ def _open(path: Path) -> pdfium.PdfDocument:
         raise ParseError(f"This PDF could not be opened ({exc}).") from None
 
 
-def parse_pdf(path: Path, progress: ProgressCallback | None = None) -> Iterator[Block]:
+def parse_pdf(
+    path: Path, progress: ProgressCallback | None = None, language: str = "english"
+) -> Iterator[Block]:
     pdf = _open(path)
     try:
         total = len(pdf)
@@ -47,9 +56,17 @@ def parse_pdf(path: Path, progress: ProgressCallback | None = None) -> Iterator[
                     raw = textpage.get_text_bounded()
                 finally:
                     textpage.close()
+                scanned = _is_scanned(page, raw)
+                if scanned:
+                    picture = ocr.render_pdf_page(page)
             finally:
                 page.close()
-            for block in _blocks_of_page(raw, index + 1, heading):
+            if scanned:
+                blocks = ocr.text_blocks(ocr.recognise(picture, language), index + 1, heading)
+                del picture
+            else:
+                blocks = _blocks_of_page(raw, index + 1, heading)
+            for block in blocks:
                 any_text = True
                 if block.kind == "title":
                     heading = block.text
@@ -58,11 +75,18 @@ def parse_pdf(path: Path, progress: ProgressCallback | None = None) -> Iterator[
                 progress(index + 1, total)
         if not any_text:
             raise ParseError(
-                "This PDF has no text layer (it looks scanned), and reading scanned pages "
-                "is not available for it. Upload a PDF with selectable text."
+                "No text could be found in this PDF, not even by reading its pages as "
+                "pictures. If it is a scan, check that the scan is legible."
             )
     finally:
         pdf.close()
+
+
+def _is_scanned(page: pdfium.PdfPage, raw: str) -> bool:
+    if len(raw) >= 8 * MIN_TEXT_CHARS or len("".join(raw.split())) >= MIN_TEXT_CHARS:
+        return False
+    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)
+    return next(iter(images), None) is not None
 
 
 def _blocks_of_page(raw: str, page: int, heading: str) -> Iterator[Block]:

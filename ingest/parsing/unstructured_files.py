@@ -1,4 +1,6 @@
-"""Every format but PDF goes through unstructured's partitioners, fully offline."""
+"""Office, OpenDocument, EPUB, RTF, HTML, XML and text formats through unstructured's
+partitioners, fully offline. (PDFs, images, e-mail, JSON and the old binary Office
+formats have their own modules; they reach this one only for what unstructured does best.)"""
 
 from __future__ import annotations
 
@@ -11,14 +13,12 @@ from typing import Any
 
 from ingest.parsing.base import Block, ParseError, ProgressCallback
 from ingest.parsing.offline import configure_unstructured
-from ingest.parsing.text import clean
+from ingest.parsing.text import clean, looks_like_heading
 
 # kind -> (module, function, extra keyword arguments)
 PARTITIONERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "docx": ("unstructured.partition.docx", "partition_docx", {}),
-    "doc": ("unstructured.partition.doc", "partition_doc", {}),
     "pptx": ("unstructured.partition.pptx", "partition_pptx", {}),
-    "ppt": ("unstructured.partition.ppt", "partition_ppt", {}),
     "xlsx": ("unstructured.partition.xlsx", "partition_xlsx", {"find_subtable": False}),
     "xls": ("unstructured.partition.xlsx", "partition_xlsx", {"find_subtable": False}),
     "odt": ("unstructured.partition.odt", "partition_odt", {}),
@@ -26,15 +26,12 @@ PARTITIONERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "epub": ("unstructured.partition.epub", "partition_epub", {}),
     "html": ("unstructured.partition.html", "partition_html", {}),
     "xml": ("unstructured.partition.xml", "partition_xml", {}),
-    "eml": ("unstructured.partition.email", "partition_email", {"process_attachments": True}),
-    "msg": ("unstructured.partition.msg", "partition_msg", {"process_attachments": True}),
     "txt": ("unstructured.partition.text", "partition_text", {}),
     "md": ("unstructured.partition.md", "partition_md", {}),
     "rst": ("unstructured.partition.rst", "partition_rst", {}),
     "org": ("unstructured.partition.org", "partition_org", {}),
     "csv": ("unstructured.partition.csv", "partition_csv", {}),
     "tsv": ("unstructured.partition.tsv", "partition_tsv", {}),
-    "json": ("unstructured.partition.text", "partition_text", {}),
 }
 
 
@@ -51,7 +48,7 @@ def parse_with_unstructured(
     except ParseError:
         raise
     except Exception as exc:
-        raise ParseError(_human_reason(kind, exc)) from exc
+        raise ParseError(human_reason(kind, exc)) from exc
     return _blocks(elements, progress)
 
 
@@ -65,8 +62,8 @@ def _blocks(elements: list[Any], progress: ProgressCallback | None) -> Iterator[
         sheet = getattr(meta, "page_name", None)
         if sheet and category == "Table":
             heading = str(sheet)
-        if category in ("PageBreak", "Image"):
-            continue
+        if category in ("PageBreak", "Image", "Header", "Footer"):
+            continue  # running headers and footers repeat on every page: noise in passages
         if category == "Table":
             html = getattr(meta, "text_as_html", None)
             rows = _table_rows(html) if html else []
@@ -77,7 +74,10 @@ def _blocks(elements: list[Any], progress: ProgressCallback | None) -> Iterator[
             text = clean(element.text)
             if not text:
                 continue
-            if category == "Title":
+            if category == "Title" or (
+                # Word documents often set headings as plain capitals ("A. PURPOSE")
+                category == "UncategorizedText" and text.isupper() and looks_like_heading(text)
+            ):
                 heading = text[:300]
                 yield Block(text=text, page=page, heading=heading, kind="title")
             else:
@@ -123,7 +123,7 @@ def _table_rows(html: str) -> list[str]:
     return lines
 
 
-def _human_reason(kind: str, exc: Exception) -> str:
+def human_reason(kind: str, exc: Exception) -> str:
     text = f"{type(exc).__name__}: {exc}".lower()
     label = kind.upper()
     if "password" in text or "encrypt" in text:

@@ -1,0 +1,112 @@
+"""The parse sandbox's child process: ``python -m ingest.parsing.child --memory-mb N``.
+
+It reads one JSON request per line on stdin (``{"path", "kind", "language"}``) and
+answers on stdout with one JSON message per line: ``{"t": "b", ...}`` per block,
+``{"t": "p", "done", "total"}`` for progress, then ``{"t": "end", "rss_mb"}`` or
+``{"t": "error", "message"}``. JSON rather than pickle: a parser subverted by a hostile
+file must not be able to make the worker run code.
+
+Its address space is capped (RLIMIT_AS), so a file that makes a parser balloon kills this
+process, not the worker; the worker also kills it (and its helpers: LibreOffice,
+tesseract, pandoc, which share its process group) when a parse runs over time. If the
+worker dies, a watchdog notices the new parent and ends the whole group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+MEMORY_ERROR = "memory"
+
+
+def _limit_memory(megabytes: int) -> None:
+    if megabytes > 0:
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(1)
+        if os.getppid() != parent:
+            os.killpg(0, signal.SIGKILL)  # the worker is gone: so are we and our helpers
+
+
+def _send(out: TextIO, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message, ensure_ascii=False) + "\n")
+
+
+def _handle(request: dict[str, Any], out: TextIO) -> None:
+    from ingest.parsing.base import ParseError, parse
+
+    def progress(done: int, total: int | None) -> None:
+        _send(out, {"t": "p", "done": done, "total": total})
+        out.flush()
+
+    try:
+        blocks = parse(
+            Path(request["path"]), request["kind"], progress, request.get("language", "english")
+        )
+        for block in blocks:
+            _send(
+                out,
+                {
+                    "t": "b",
+                    "text": block.text,
+                    "page": block.page,
+                    "heading": block.heading,
+                    "kind": block.kind,
+                },
+            )
+    except ParseError as exc:
+        _send(out, {"t": "error", "message": str(exc)})
+    except MemoryError:
+        _send(out, {"t": "error", "message": MEMORY_ERROR, "fatal": True})
+        out.flush()
+        os._exit(3)  # the heap may be in any state now: start afresh
+    except RecursionError:
+        _send(out, {"t": "error", "message": "This file is nested too deeply to be read."})
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        _send(out, {"t": "error", "message": "", "exception": type(exc).__name__})
+    else:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        _send(out, {"t": "end", "rss_mb": rss_mb})
+    out.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    args = parser.parse_args()
+    # The protocol owns the real stdout; anything a library prints goes to stderr (the log).
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1 << 16)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract: one thread beside the embedder
+    threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+    _limit_memory(args.memory_mb)
+    import pypdfium2  # noqa: F401  (PDFs are the common case: load before the first request)
+
+    for line in sys.stdin:
+        if line.strip():
+            _handle(json.loads(line), out)
+    from ingest.parsing import office
+
+    office.cleanup()
+
+
+if __name__ == "__main__":
+    main()
