@@ -50,19 +50,22 @@ def _start(**_: object) -> None:
 
         get_model()
     threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
-    if role() == "ingest":
-        threading.Thread(target=_reconcile_loop, name="reconciler", daemon=True).start()
+    threading.Thread(target=_reconcile_loop, name="reconciler", daemon=True).start()
 
 
 RECONCILE_SECONDS = 60
 
 
 def _reconcile_loop() -> None:
-    """Documents whose worker died or whose queue message was lost get queued again: once
-    right after start (the usual moment after a crash) and then every minute."""
+    """Work whose worker died or whose queue message was lost is picked up again: once
+    right after start (the usual moment after a crash) and then every minute. Ingest
+    workers look after documents, answer workers after questions."""
     from django.db import connections
 
-    from ingest.pipeline import reconcile
+    if role() == "ingest":
+        from ingest.pipeline import reconcile
+    else:
+        from inference.answering import reconcile
 
     while True:
         try:

@@ -10,7 +10,7 @@ from django.db import transaction
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import events
-from inference.models import Question, QuestionStatus
+from inference.models import Conversation, Question
 from ingest.models import Collection
 
 MAX_QUESTION_CHARS = 4000
@@ -20,10 +20,16 @@ class InvalidQuestion(ValueError):
     pass
 
 
-def ask(user: Any, text: str, collection_ids: Sequence[Any] | None = None) -> Question:
+def ask(
+    user: Any,
+    text: str,
+    collection_ids: Sequence[Any] | None = None,
+    conversation_id: Any = None,
+) -> Question:
     """Record the question and queue it. ``collection_ids`` can only narrow the asker's
     scope: ids they may not read are dropped (and, if nothing is left, refused the same way
-    as ids that do not exist)."""
+    as ids that do not exist). ``conversation_id`` continues one of the asker's own
+    conversations; without it a new conversation starts."""
     text = (text or "").strip()
     if not text:
         raise InvalidQuestion("Please type a question.")
@@ -40,25 +46,35 @@ def ask(user: Any, text: str, collection_ids: Sequence[Any] | None = None) -> Qu
         )
         if not scope:
             raise InvalidQuestion("None of the chosen collections exist or are open to you.")
+    thread = None
+    if conversation_id not in (None, ""):
+        try:
+            thread = Conversation.objects.visible_to(user).filter(pk=int(conversation_id)).first()
+        except (TypeError, ValueError):
+            thread = None
+        if thread is None:
+            raise InvalidQuestion("That conversation does not exist or is not yours.")
     with transaction.atomic():
-        question = Question.objects.create(user=user, text=text, scope=scope)
+        if thread is None:
+            thread = Conversation.objects.create(user=user, title=text[:200])
+        else:
+            thread.save(update_fields=["updated_at"])
+        question = Question.objects.create(user=user, text=text, scope=scope, conversation=thread)
         audit.record(
             Action.QUESTION,
             actor=user,
             obj=question,
-            details={"text": text, "scope": scope or "all"},
+            details={"text": text, "scope": scope or "all", "conversation_id": thread.pk},
         )
         transaction.on_commit(lambda: _queue(question))
     return question
 
 
 def _queue(question: Question) -> None:
+    from inference.answering import queue_position
     from inference.tasks import answer_question
 
-    position = Question.objects.filter(
-        status=QuestionStatus.QUEUED, created_at__lte=question.created_at
-    ).count()
-    events.publish(question.pk, "queued", {"position": max(position, 1)})
+    events.publish(question.pk, "queued", queue_position(question))
     answer_question.delay(question.pk)
 
 

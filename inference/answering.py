@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from inference import events, prompts
+from inference import conversation, events, prompts
 from inference.models import Citation, Question, QuestionStatus
 from inference.retrieval import Hit, dense_search
 
@@ -29,6 +31,8 @@ def claim(question_id: int) -> Question | None:
     claimed = Question.objects.filter(pk=question_id, status=QuestionStatus.QUEUED).update(
         status=QuestionStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
     )
+    if claimed:
+        announce_queue_positions()
     question = Question.objects.select_related("user").filter(pk=question_id).first()
     if question is None:
         return None
@@ -46,42 +50,95 @@ def answer(question_id: int) -> str:
         return "skipped"
     started = time.monotonic()
     try:
-        return _answer(question, started)
+        with _Alive(question.pk):
+            return _answer(question, started)
     except Exception as exc:
         log.exception("answering question %s failed", question_id)
         finish_with_error(question, f"The answer could not be produced ({type(exc).__name__}).")
         return "error"
 
 
+class _Alive:
+    """Says "still answering" every few seconds from a thread, so a long prompt read (a
+    big model on a CPU reads for many seconds before its first token) is never taken for a
+    dead worker; the signal stops only when the process does."""
+
+    def __init__(self, question_id: int) -> None:
+        self.question_id = question_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="alive", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                events.mark_alive(self.question_id)
+            except Exception:
+                log.warning("could not signal that question %s is alive", self.question_id)
+            if self.stop.wait(events.ALIVE_SECONDS / 4):
+                return
+
+    def __enter__(self) -> _Alive:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
 def _answer(question: Question, started: float) -> str:
     from inference.llm.backend import GenerationStats, get_model
     from ingest.embedding import embed
 
-    events.mark_alive(question.pk)
     if events.cancel_requested(question.pk):
-        return _finish(question, "", [], [], started, grounded=None, stopped=True)
+        return _finish(
+            question, "", [], [], conversation.Thread(), started, grounded=None, stopped=True
+        )
 
-    (vector,) = embed([question.text])
-    hits = dense_search(
-        question.user, vector, k=settings.RETRIEVAL_TOP_K, narrow_to=question.scope or None
-    )
-    relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
+    model = get_model()
+    thread = conversation.history(question)
+    # A follow-up is searched as a standalone query; if a weak model's rewrite finds
+    # nothing, the previous question and this one together are tried before giving up.
+    queries = conversation.search_queries(model, thread.turns, question.text)
+    hits: list[Hit] = []
+    relevant: list[Hit] = []
+    for query in queries:
+        question.search_query = query
+        (vector,) = embed([query])
+        hits = dense_search(
+            question.user, vector, k=settings.RETRIEVAL_TOP_K, narrow_to=question.scope or None
+        )
+        relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
+        if relevant:
+            break
     if not relevant:
         events.publish(question.pk, "sources", {"sources": []})
         events.publish(question.pk, "token", {"text": prompts.NOT_FOUND})
-        return _finish(question, prompts.NOT_FOUND, hits, [], started, grounded=False)
+        return _finish(question, prompts.NOT_FOUND, hits, [], thread, started, grounded=False)
 
-    model = get_model()
-    sources = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
+    packed = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
+    sources, listed, again = thread.number(packed)
     events.publish(question.pk, "sources", {"sources": [_source_json(s) for s in sources]})
-    prompt = model.format.render(
-        prompts.SYSTEM, prompts.INSTRUCTIONS, prompts.user_message(question.text, sources), []
-    )
+    # Earlier turns go first, word for word as the model read them, so the KV cache of the
+    # conversation so far is reused and only the new turn is read; a passage the model has
+    # already read in this conversation is named by its number, not repeated. The oldest
+    # turns give way when the conversation outgrows the model's context.
+    turns = thread.turns
+    room = settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_ANSWER_TOKENS
+    while True:
+        prompt = model.format.render(
+            prompts.SYSTEM,
+            prompts.INSTRUCTIONS,
+            prompts.user_message(question.text, listed, again),
+            [(turn.user_message, turn.answer) for turn in turns],
+        )
+        if not turns or model.count_tokens(prompt) <= room:
+            break
+        turns = turns[1:]
     reader = model.format.reader()
     stats = GenerationStats()
     answer_parts: list[str] = []
     reasoning_parts: list[str] = []
-    last_alive = time.monotonic()
 
     def should_stop() -> bool:
         return events.cancel_requested(question.pk)
@@ -105,9 +162,6 @@ def _answer(question: Question, started: float) -> str:
         stats=stats,
     ):
         emit(reader.feed(text))
-        if time.monotonic() - last_alive > 2:
-            events.mark_alive(question.pk)
-            last_alive = time.monotonic()
     emit(reader.close())
 
     question.prompt_tokens = stats.prompt_tokens
@@ -116,7 +170,7 @@ def _answer(question: Question, started: float) -> str:
         question.reasoning = "".join(reasoning_parts)
     text = "".join(answer_parts).strip()
     if stats.stopped_by == "cancelled":
-        return _finish(question, text, hits, sources, started, grounded=True, stopped=True)
+        return _finish(question, text, hits, sources, thread, started, grounded=True, stopped=True)
     if not text:
         reason = (
             "The model reasoned but wrote no answer; try again or ask more precisely."
@@ -125,7 +179,7 @@ def _answer(question: Question, started: float) -> str:
         )
         finish_with_error(question, reason)
         return "error"
-    return _finish(question, text, hits, sources, started, grounded=True)
+    return _finish(question, text, hits, sources, thread, started, grounded=True)
 
 
 def _source_json(source: prompts.Source) -> dict[str, Any]:
@@ -159,12 +213,17 @@ def _finish(
     text: str,
     hits: list[Hit],
     sources: list[prompts.Source],
+    thread: conversation.Thread,
     started: float,
     *,
     grounded: bool | None,
     stopped: bool = False,
 ) -> str:
-    text, cited = verify_citations(text, {s.n for s in sources})
+    # The model may cite any passage it has read in this conversation, not only this turn's.
+    earlier = {s.n: s for s in thread.known.values()}
+    text, cited = verify_citations(text, {s.n for s in sources} | set(earlier))
+    shown = {s.n for s in sources}
+    named_again = [earlier[n] for n in cited if n not in shown]
     if stopped:
         text = (text + "\n\n(Stopped.)").strip()
     question.answer = text
@@ -188,20 +247,22 @@ def _finish(
                 "completion_tokens",
                 "ttft_ms",
                 "reasoning",
+                "search_query",
             ]
         )
         Citation.objects.bulk_create(
             Citation(
                 question=question,
                 n=s.n,
-                chunk_id=s.hit.chunk_id,
+                chunk_id=s.hit.chunk_id or None,
                 document_id=s.hit.document_id,
                 title=s.hit.title,
                 page=s.hit.page,
-                snippet=s.text[:1000],
+                snippet=s.text,  # the whole passage the model read; shortened for display
                 cited=s.n in cited,
+                in_prompt=s not in named_again,
             )
-            for s in sources
+            for s in [*sources, *named_again]
         )
         audit.record(
             Action.ANSWER,
@@ -212,7 +273,9 @@ def _finish(
                 "grounded": grounded,
                 "stopped": stopped,
                 "retrieved_chunk_ids": question.retrieved_chunk_ids,
-                "cited_chunk_ids": [s.hit.chunk_id for s in sources if s.n in cited],
+                "cited_chunk_ids": [
+                    s.hit.chunk_id for s in [*sources, *named_again] if s.n in cited
+                ],
                 "prompt_tokens": question.prompt_tokens,
                 "completion_tokens": question.completion_tokens,
                 "ttft_ms": question.ttft_ms,
@@ -223,7 +286,14 @@ def _finish(
             lambda: events.publish(
                 question.pk,
                 "done",
-                {"answer": text, "grounded": grounded, "cited": cited, "stopped": stopped},
+                {
+                    "answer": text,
+                    "grounded": grounded,
+                    "cited": cited,
+                    "stopped": stopped,
+                    # passages of earlier turns that this answer cites again
+                    "earlier_sources": [_source_json(s) for s in named_again],
+                },
             )
         )
     return "done"
@@ -244,3 +314,45 @@ def finish_with_error(question: Question, message: str) -> None:
             transaction.on_commit(
                 lambda: events.publish(question.pk, "error", {"message": message})
             )
+
+
+def queue_position(question: Question) -> dict[str, int]:
+    """How many questions will be answered before this one (running ones included)."""
+    ahead = (
+        Question.objects.filter(
+            status=QuestionStatus.QUEUED, created_at__lt=question.created_at
+        ).count()
+        + Question.objects.filter(status=QuestionStatus.RUNNING).count()
+    )
+    return {"position": ahead + 1, "ahead": ahead}
+
+
+def announce_queue_positions(limit: int = 200) -> None:
+    """Tell every waiting question its new place when the line moves."""
+    running = Question.objects.filter(status=QuestionStatus.RUNNING).count()
+    waiting = Question.objects.filter(status=QuestionStatus.QUEUED).order_by("created_at", "id")
+    for index, question_id in enumerate(waiting.values_list("pk", flat=True)[:limit]):
+        ahead = running + index
+        events.publish(question_id, "queued", {"position": ahead + 1, "ahead": ahead})
+
+
+def reconcile() -> int:
+    """Questions that lost their worker end with an error; questions that lost their queue
+    message (Redis restarted) are queued again. Returns how many were touched."""
+    from inference.tasks import answer_question
+
+    now = timezone.now()
+    touched = 0
+    for question in Question.objects.select_related("user").filter(
+        status=QuestionStatus.RUNNING, started_at__lt=now - timedelta(seconds=events.ALIVE_SECONDS)
+    ):
+        if not events.client().exists(events.alive_key(question.pk)):
+            finish_with_error(question, WORKER_LOST)
+            touched += 1
+    if events.client().llen("answer") == 0:
+        for question_id in Question.objects.filter(
+            status=QuestionStatus.QUEUED, created_at__lt=now - timedelta(seconds=30)
+        ).values_list("pk", flat=True)[:500]:
+            answer_question.delay(question_id)
+            touched += 1
+    return touched

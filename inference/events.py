@@ -32,14 +32,24 @@ def cancel_key(question_id: int) -> str:
     return f"appliance:answer:{question_id}:cancel"
 
 
+# redis-py gives up on a socket read after 5 s by default, which a blocking XREAD that waits
+# longer for the next token would trip; reads here may block for up to BLOCK_LIMIT_MS.
+BLOCK_LIMIT_MS = 10_000
+_SOCKET_TIMEOUT = BLOCK_LIMIT_MS / 1000 + 20
+
+
 @cache
 def client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT
+    )
 
 
 def async_client() -> aioredis.Redis:
     # One per event loop: redis.asyncio connections belong to the loop that made them.
-    return aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return aioredis.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT
+    )
 
 
 def publish(question_id: int, event: str, data: dict[str, Any] | None = None) -> str:

@@ -4,7 +4,7 @@ which are one person's, come after."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from inference.llm.harmony import neutralize
@@ -65,8 +65,18 @@ def _format_source(n: int, hit: Hit, text: str) -> str:
     return f"[{n}] {neutralize(hit.title)}{where}\n{neutralize(text)}\n"
 
 
-def user_message(question: str, sources: list[Source]) -> str:
-    """Documents and questions are data: any chat-control marker in them (``<|start|>``,
+def user_message(question: str, sources: list[Source], again: Sequence[int] = ()) -> str:
+    """The sources and the question. ``again`` numbers passages the model already read
+    earlier in the conversation, named rather than repeated.
+
+    Documents and questions are data: any chat-control marker in them (``<|start|>``,
     ``<|im_start|>``...) is broken up so the tokenizer cannot read it as one."""
-    blocks = "\n".join(_format_source(s.n, s.hit, s.text) for s in sources)
-    return f"Sources:\n\n{blocks}\nQuestion: {neutralize(question)}"
+    parts = []
+    if sources:
+        blocks = "\n".join(_format_source(s.n, s.hit, s.text) for s in sources)
+        parts.append(f"Sources:\n\n{blocks}")
+    if again:
+        named = ", ".join(f"[{n}]" for n in again)
+        parts.append(f"Also relevant, from earlier in this conversation: {named}.\n")
+    parts.append(f"Question: {neutralize(question)}")
+    return "\n".join(parts)

@@ -35,6 +35,9 @@ def document_json(document: Document) -> dict[str, Any]:
     }
 
 
+SNIPPET_CHARS = 400
+
+
 def visible_citations(question: Question, user: Any) -> list[Any]:
     """Citations whose documents the person may read now (access can change after asking)."""
     return list(
@@ -47,8 +50,10 @@ def question_json(question: Question, user: Any) -> dict[str, Any]:
     shown = [c for c in citations if c.cited] or citations
     return {
         "id": question.pk,
+        "conversation_id": question.conversation_id,
         "status": question.status,
         "question": question.text,
+        "search_query": question.search_query,
         "answer": question.answer,
         "grounded": question.grounded,
         "error": question.error,
@@ -60,7 +65,7 @@ def question_json(question: Question, user: Any) -> dict[str, Any]:
                 "document_id": c.document_id,
                 "title": c.title,
                 "page": c.page,
-                "snippet": c.snippet,
+                "snippet": c.snippet[:SNIPPET_CHARS],
                 "cited": c.cited,
             }
             for c in shown

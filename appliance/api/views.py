@@ -85,7 +85,10 @@ def questions(request: HttpRequest) -> HttpResponse:
         if collection_ids is not None and not isinstance(collection_ids, list):
             raise inference_actions.InvalidQuestion("collection_ids must be a list of ids.")
         question = inference_actions.ask(
-            request.user, str(body.get("question", "")), collection_ids
+            request.user,
+            str(body.get("question", "")),
+            collection_ids,
+            body.get("conversation_id"),
         )
     except (ValueError, inference_actions.InvalidQuestion) as exc:
         return error(400, str(exc))
@@ -93,6 +96,7 @@ def questions(request: HttpRequest) -> HttpResponse:
         {
             "id": question.pk,
             "status": question.status,
+            "conversation_id": question.conversation_id,
             "events": f"/api/v1/questions/{question.pk}/events",
         },
         status=202,

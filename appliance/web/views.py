@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -14,9 +15,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 from appliance.access import get_or_404
 from appliance.api.serializers import visible_citations
 from inference import actions as inference_actions
-from inference.models import Question
+from inference.models import Conversation, Question
 from ingest import actions as ingest_actions
 from ingest import storage
+from ingest.intake import UploadRejected, incoming_files
 from ingest.models import Chunk, Collection, Document
 
 
@@ -30,21 +32,37 @@ def ask(request: HttpRequest) -> HttpResponse:
                 request.user,
                 request.POST.get("question", ""),
                 request.POST.getlist("collection_ids") or None,
+                request.POST.get("conversation_id") or None,
             )
         except inference_actions.InvalidQuestion as exc:
             messages.error(request, str(exc))
             return redirect("ask")
         return redirect("question", question_id=question.pk)
-    recent = Question.objects.visible_to(request.user).order_by("-created_at")[:20]
+    recent = (
+        Conversation.objects.visible_to(request.user)
+        .annotate(turns=Count("questions"), last_question=Max("questions__id"))
+        .order_by("-updated_at")[:20]
+    )
     return render(request, "ask.html", {"collections": collections, "recent": recent})
 
 
 @login_required
 def question(request: HttpRequest, question_id: int) -> HttpResponse:
     found = get_or_404(Question.objects.visible_to(request.user), pk=question_id)
-    citations = visible_citations(found, request.user)
-    shown = [c for c in citations if c.cited] or citations
-    return render(request, "question.html", {"question": found, "citations": shown})
+    thread = (
+        Question.objects.visible_to(request.user)
+        .filter(conversation_id=found.conversation_id, created_at__lte=found.created_at)
+        .order_by("created_at", "id")
+        if found.conversation_id
+        else Question.objects.filter(pk=found.pk)
+    )
+    turns = []
+    for turn in thread:
+        citations = visible_citations(turn, request.user)
+        turns.append((turn, [c for c in citations if c.cited] or citations))
+    return render(
+        request, "question.html", {"question": found, "turns": turns, "live": not found.is_final}
+    )
 
 
 @login_required

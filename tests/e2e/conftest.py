@@ -70,3 +70,14 @@ def api_for(live_db: Any, stack: Stack) -> Any:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """On a failure, show the tail of each appliance process's log beside the traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    running: Stack | None = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+    if report.failed and running is not None:
+        for name in ("web", "ingest", "answer"):
+            report.sections.append((f"{name} log", running.log_tail(name, 60)))

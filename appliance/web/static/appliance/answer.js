@@ -66,7 +66,8 @@
 
     source.addEventListener("queued", (e) => {
       const data = JSON.parse(e.data);
-      setStatus(data.position > 1 ? "Waiting: " + (data.position - 1) + " question(s) ahead of yours…" : "Searching your documents…");
+      const ahead = data.ahead !== undefined ? data.ahead : data.position - 1;
+      setStatus(ahead > 0 ? "Waiting: " + ahead + (ahead === 1 ? " question is" : " questions are") + " ahead of yours…" : "Searching your documents…");
     });
     source.addEventListener("sources", (e) => {
       sources = JSON.parse(e.data).sources || [];
@@ -83,7 +84,7 @@
       textEl.classList.remove("streaming");
       renderWithCitations(textEl, data.answer || answer, questionId);
       if (data.grounded === false) textEl.classList.add("not-found");
-      renderSources(sourcesEl, sources, data.cited, questionId);
+      renderSources(sourcesEl, sources.concat(data.earlier_sources || []), data.cited, questionId);
       setStatus(data.stopped ? "Stopped." : "");
       finish(questionId);
     });
@@ -107,13 +108,17 @@
     if (stopButton) stopButton.hidden = true;
     const button = document.getElementById("ask-button");
     if (button) button.disabled = false;
-    if (form && window.history && questionId) {
-      const link = document.createElement("a");
-      link.href = "/questions/" + questionId + "/";
-      link.textContent = "Permanent link to this answer";
-      link.className = "small";
-      document.getElementById("live-answer").appendChild(link);
+    if (!form || !questionId) return;
+    if (form.conversation_id) {
+      // A follow-up: show the whole conversation, this answer included.
+      window.location.assign("/questions/" + questionId + "/");
+      return;
     }
+    const link = document.createElement("a");
+    link.href = "/questions/" + questionId + "/#ask-form";
+    link.textContent = "Ask a follow-up";
+    link.className = "small followup";
+    document.getElementById("live-answer").appendChild(link);
   }
 
   if (stopButton) {
@@ -139,7 +144,11 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify(ids.length ? { question: text, collection_ids: ids } : { question: text }),
+        body: JSON.stringify(Object.assign(
+          { question: text },
+          ids.length ? { collection_ids: ids } : {},
+          form.conversation_id && form.conversation_id.value ? { conversation_id: Number(form.conversation_id.value) } : {},
+        )),
       });
       const body = await response.json().catch(() => ({}));
       if (!response.ok) {
@@ -149,7 +158,7 @@
       }
       const live = document.getElementById("live-answer");
       live.hidden = false;
-      live.querySelectorAll("a.small, p.error").forEach((n) => n.remove());
+      live.querySelectorAll("a.followup, p.error").forEach((n) => n.remove());
       document.getElementById("live-question").textContent = text;
       document.getElementById("live-text").textContent = "";
       document.getElementById("live-text").className = "answer-text";

@@ -1,0 +1,157 @@
+"""Conversations, stopping, queue places and a worker that dies mid-answer, on the real
+answer worker with the small real model."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from inference.models import Question
+from ingest import actions as ingest_actions
+from ingest.models import Document
+from tests.conftest import DOCUMENTS
+from tests.e2e.test_pipeline import read_events
+from tests.support.stack import wait_for
+
+pytestmark = [pytest.mark.services]
+
+
+@pytest.fixture
+def memo(people: Any, live_db: Any, stack: Any) -> Document:
+    collection = ingest_actions.create_collection(people.carol, "HR policies", people.hr)
+    for name in ("pdf/fake-memo.pdf", "handbook-1p.docx"):
+        with open(DOCUMENTS / name, "rb") as handle:
+            ingest_actions.upload_documents(
+                people.carol, collection, [ingest_actions.IncomingFile(name.split("/")[-1], handle)]
+            )
+    wait_for(
+        lambda: not Document.objects.exclude(status="ready").exists(),
+        timeout=120,
+        message="documents to be ready",
+    )
+    return Document.objects.get(title="fake-memo")
+
+
+def ask(api: httpx.Client, text: str, **extra: Any) -> dict[str, Any]:
+    response = api.post("/api/v1/questions", json={"question": text, **extra})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_a_follow_up_continues_the_conversation_and_searches_standalone(
+    people: Any, api_for: Any, memo: Document
+) -> None:
+    api = api_for(people.alice)
+    first = ask(api, "How many laptops were delivered?")
+    read_events(api, first["id"])
+    follow = ask(api, "and when?", conversation_id=first["conversation_id"])
+    assert follow["conversation_id"] == first["conversation_id"]
+    events = read_events(api, follow["id"])
+    assert events[-1][1] == "done"
+    stored = Question.objects.get(pk=follow["id"])
+    assert stored.search_query and stored.search_query != "and when?", stored.search_query
+    # The follow-up was read on top of the cached conversation: far more of its prompt was
+    # reused than the shared system prefix alone.
+    assert stored.grounded, (stored.search_query, stored.answer)
+    assert stored.prompt_tokens > Question.objects.get(pk=first["id"]).prompt_tokens
+
+
+def test_someone_elses_conversation_cannot_be_continued(
+    people: Any, api_for: Any, memo: Document
+) -> None:
+    alice = api_for(people.alice)
+    first = ask(alice, "How many laptops were delivered?")
+    response = api_for(people.carol).post(
+        "/api/v1/questions",
+        json={"question": "and when?", "conversation_id": first["conversation_id"]},
+    )
+    assert response.status_code == 400
+    assert "not yours" in response.json()["error"]
+
+
+def test_stop_ends_the_answer_within_a_token_or_two(
+    people: Any, api_for: Any, memo: Document, settings: Any
+) -> None:
+    api = api_for(people.alice)
+    asked = ask(
+        api, "What was delivered on January 23, and how many trucks were used? Explain in detail."
+    )
+    tokens_at_stop: list[int] = []
+    seen: list[str] = []
+
+    def stopper() -> None:
+        wait_for(lambda: len(seen) >= 3, timeout=60, interval=0.01, message="tokens")
+        tokens_at_stop.append(len(seen))
+        assert api.post(f"/api/v1/questions/{asked['id']}/cancel").status_code == 202
+
+    thread = threading.Thread(target=stopper)
+    thread.start()
+    with api.stream("GET", f"/api/v1/questions/{asked['id']}/events") as response:
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                seen.append(line)
+            if line.startswith("event: done"):
+                break
+    thread.join()
+    stored = Question.objects.get(pk=asked["id"])
+    assert stored.answer.endswith("(Stopped.)")
+    assert stored.completion_tokens <= tokens_at_stop[0] + 8, (
+        stored.completion_tokens,
+        tokens_at_stop,
+    )
+
+
+def test_a_worker_that_dies_mid_answer_ends_the_stream_with_an_error(
+    people: Any, api_for: Any, memo: Document, stack: Any
+) -> None:
+    api = api_for(people.alice)
+    asked = ask(
+        api, "What was delivered on January 23, and how many trucks were used? Explain in detail."
+    )
+    kinds: list[str] = []
+    messages: list[str] = []
+
+    def killer() -> None:
+        wait_for(lambda: "token" in kinds, timeout=60, interval=0.01, message="first token")
+        stack.stop("answer", sig=signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with api.stream("GET", f"/api/v1/questions/{asked['id']}/events", timeout=120) as response:
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                    kinds.append(event)
+                elif line.startswith("data: ") and event == "error":
+                    messages.append(line)
+                    break
+                elif event == "done":
+                    break
+    finally:
+        thread.join()
+        stack.start_worker("answer")
+        stack.wait_healthy()
+    assert kinds[-1] == "error", kinds
+    assert "stopped while answering" in messages[0]
+    assert time.monotonic() - started < 90
+    assert Question.objects.get(pk=asked["id"]).status == "error"
+
+
+def test_waiting_questions_learn_their_place_in_the_queue(
+    people: Any, api_for: Any, memo: Document
+) -> None:
+    api = api_for(people.alice)
+    asked = [ask(api, f"How many bottles of water were delivered? ({i})") for i in range(3)]
+    last = read_events(api, asked[-1]["id"])
+    places = [data["ahead"] for _, kind, data in last if kind == "queued"]
+    assert places[0] >= 1, places  # it waited behind the others...
+    assert places == sorted(places, reverse=True)  # ...and moved up as they were answered
+    assert last[-1][1] == "done"
