@@ -109,6 +109,9 @@ class Citation(models.Model):
     page = models.IntegerField(null=True, blank=True)
     snippet = models.TextField()
     cited = models.BooleanField(default=False)
+    # False for a passage shown in an earlier turn of the conversation that this answer
+    # cites again: it was named, not repeated, in this turn's prompt.
+    in_prompt = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["n"]
