@@ -6,12 +6,16 @@ here; ``actions.upload_documents`` records what this lets through.
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest
 
 from ingest import archives, storage
 from ingest.parsing import ParseError, UnsupportedFile, kind_for_name, sniff
@@ -79,6 +83,10 @@ def _archive(collection_id: int, stream: BinaryIO, name: str) -> Iterator[Stored
                 yield _store(collection_id, entry.stream, inner, kind, shown=entry.name)
             except archives.ArchiveError as exc:
                 yield Refused(entry.name, str(exc))
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                # A damaged entry (bad checksum, truncated data): only this one is lost.
+                log.info("archive entry %s is damaged: %s", entry.name, exc)
+                yield Refused(entry.name, "This entry of the archive is damaged; not unpacked.")
     except archives.ArchiveError as exc:
         yield Refused(name, str(exc))
 
@@ -102,3 +110,32 @@ def _store(
         storage.remove(relative)
         return Refused(shown or name, str(exc))
     return Stored(name=name, kind=kind, relative=relative, sha256=sha256, size=size)
+
+
+class UploadRejected(Exception):
+    """A whole request refused (too many parts): ``status`` and a message for people."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def incoming_files(request: HttpRequest) -> list[IncomingFile]:
+    """The files of an upload request, each named by its place in a folder when the
+    browser sent one (a ``paths`` field per file, in the same order)."""
+    try:
+        files = request.FILES.getlist("files")
+        paths = request.POST.getlist("paths")
+    except TooManyFilesSent:
+        raise UploadRejected(
+            400,
+            f"One upload may carry at most {settings.UPLOAD_MAX_FILES:,} files; send the "
+            "rest in another upload (the upload page does this by itself).",
+        ) from None
+    except (TooManyFieldsSent, RequestDataTooBig):
+        raise UploadRejected(
+            400, "This upload has too many form fields; send fewer files at a time."
+        ) from None
+    if len(paths) != len(files):
+        paths = [f.name or "" for f in files]
+    return [IncomingFile(path or f.name or "", f) for path, f in zip(paths, files, strict=True)]

@@ -40,7 +40,7 @@ _END = object()
 
 def sandbox() -> Sandbox:
     limit = min(settings.INGEST_PARSE_TIME_LIMIT, settings.INGEST_TASK_TIME_LIMIT - 60)
-    return shared(settings.INGEST_PARSE_MEMORY_MB, max(limit, 10))
+    return shared(settings.INGEST_PARSE_MEMORY_MB, max(limit, 1))
 
 
 @dataclass

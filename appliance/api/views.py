@@ -15,6 +15,7 @@ from appliance.audit.permissions import is_auditor
 from inference import actions as inference_actions
 from inference.models import Question
 from ingest import actions as ingest_actions
+from ingest.intake import UploadRejected, incoming_files
 from ingest.models import Collection, Document
 
 
@@ -31,6 +32,9 @@ def collection_documents(request: HttpRequest, collection_id: int) -> HttpRespon
         return not_found()
     if request.method == "GET":
         documents = Document.objects.filter(collection=collection).order_by("-created_at")
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()]
+        if ids:  # the upload page polls only the rows it shows that are still being read
+            documents = documents.filter(pk__in=ids[:500])
         return JsonResponse({"documents": [document_json(d) for d in documents]})
     if not Collection.objects.manageable_by(request.user).filter(pk=collection.pk).exists():
         audit.record_alone(
@@ -40,23 +44,29 @@ def collection_documents(request: HttpRequest, collection_id: int) -> HttpRespon
             details={"attempt": "upload"},
         )
         return error(403, "Only curators of this collection's department may upload to it.")
-    files = request.FILES.getlist("files")
+    try:
+        files = incoming_files(request)
+    except UploadRejected as exc:
+        return error(exc.status, str(exc))
     if not files:
         return error(400, 'Send one or more files in multipart fields named "files".')
-    results = ingest_actions.upload_documents(
-        request.user,
-        collection,
-        [ingest_actions.IncomingFile(f.name, f) for f in files],
-    )
+    results = ingest_actions.upload_documents(request.user, collection, files)
     body = []
     for result in results:
         if result.document is None:
             body.append(
-                {"id": None, "title": result.name, "status": "rejected", "error": result.error}
+                {
+                    "id": None,
+                    "title": result.name,
+                    "name": result.name,
+                    "status": "rejected",
+                    "error": result.error,
+                }
             )
         else:
             item = document_json(result.document)
             item["duplicate"] = result.duplicate
+            item["new_version"] = result.new_version
             body.append(item)
     return JsonResponse({"documents": body}, status=202)
 

@@ -91,18 +91,26 @@ def collection(request: HttpRequest, collection_id: int) -> HttpResponse:
 @require_POST
 def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
     found = get_or_404(Collection.objects.manageable_by(request.user), pk=collection_id)
-    files = request.FILES.getlist("files")
+    try:
+        files = incoming_files(request)
+    except UploadRejected as exc:
+        messages.error(request, str(exc))
+        return redirect("collection", collection_id=found.pk)
     if not files:
         messages.error(request, "Choose one or more files to upload.")
         return redirect("collection", collection_id=found.pk)
-    results = ingest_actions.upload_documents(
-        request.user, found, [ingest_actions.IncomingFile(f.name, f) for f in files]
-    )
-    queued = sum(1 for r in results if r.document and not r.duplicate)
+    results = ingest_actions.upload_documents(request.user, found, files)
+    queued = sum(1 for r in results if r.document and not r.duplicate and not r.new_version)
+    versions = [r.name for r in results if r.new_version]
     duplicates = [r.name for r in results if r.duplicate]
     rejected = [f"{r.name}: {r.error}" for r in results if r.error]
     if queued:
         messages.success(request, f"{queued} file{'s' if queued != 1 else ''} queued for reading.")
+    if versions:
+        messages.success(
+            request,
+            "New versions, read while the current ones keep answering: " + ", ".join(versions),
+        )
     if duplicates:
         messages.info(
             request, "Already in this collection, not added again: " + ", ".join(duplicates)
