@@ -23,6 +23,7 @@ from inference.retrieval import Hit, dense_search
 
 log = logging.getLogger(__name__)
 
+TOKEN_EVENT_SECONDS = 0.04
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 WORKER_LOST = "The answer worker stopped while answering this question. Please ask it again."
 
@@ -143,13 +144,28 @@ def _answer(question: Question, started: float) -> str:
     def should_stop() -> bool:
         return events.cancel_requested(question.pk)
 
+    # Tokens go out as they come, but at most one event per TOKEN_EVENT_SECONDS: on a small
+    # host every event wakes the web process and the browser, which steals time from the
+    # model. The first token always goes out at once.
+    unsent: list[str] = []
+    last_sent = 0.0
+
+    def flush() -> None:
+        nonlocal last_sent
+        if unsent:
+            events.publish(question.pk, "token", {"text": "".join(unsent)})
+            unsent.clear()
+            last_sent = time.monotonic()
+
     def emit(pieces: list[Any]) -> None:
         for piece in pieces:
             if piece.kind == "answer":
                 if not answer_parts:
                     question.ttft_ms = int((time.monotonic() - started) * 1000)
                 answer_parts.append(piece.text)
-                events.publish(question.pk, "token", {"text": piece.text})
+                unsent.append(piece.text)
+                if time.monotonic() - last_sent >= TOKEN_EVENT_SECONDS:
+                    flush()
             else:
                 reasoning_parts.append(piece.text)
 
@@ -163,6 +179,7 @@ def _answer(question: Question, started: float) -> str:
     ):
         emit(reader.feed(text))
     emit(reader.close())
+    flush()
 
     question.prompt_tokens = stats.prompt_tokens
     question.completion_tokens = stats.completion_tokens
