@@ -38,6 +38,7 @@ class _Unit:
     text: str
     tokens: int
     page: int | None
+    title: bool = False  # a heading kept as text (it had no body of its own)
 
 
 @dataclass
@@ -45,6 +46,10 @@ class _Open:
     section: str = ""
     section_tokens: int = 0
     units: list[_Unit] = field(default_factory=list)
+    # The section comes from a heading that no text has followed yet: if another heading
+    # comes first, this one is kept as text, not lost (cover pages, slide titles, ...).
+    pending_page: int | None = None
+    pending: bool = False
 
     @property
     def tokens(self) -> int:
@@ -92,26 +97,43 @@ def chunk_blocks(
                 tail.insert(0, unit)
         current = _Open(current.section, current.section_tokens, tail)
 
+    def add(unit: _Unit, table: bool) -> Iterator[ChunkDraft]:
+        room = limit_tokens - (current.section_tokens + 1 if current.section else 0)
+        if current.units and current.tokens + unit.tokens > min(target, room):
+            yield from emit(carry_overlap=not table)
+            while current.units and current.tokens + unit.tokens > room:
+                current.units.pop(0)
+        current.units.append(unit)
+
+    def keep_pending_heading() -> Iterator[ChunkDraft]:
+        if current.pending and current.section:
+            unit = _Unit(current.section, current.section_tokens, current.pending_page, True)
+            current.pending = False
+            yield from add(unit, table=False)
+
     for block in blocks:
         if block.kind == "title":
-            yield from emit(carry_overlap=False)
-            section = block.heading[:300]
+            section = block.heading or block.text
             (section_tokens,) = count([section])
-            if section_tokens > limit_tokens // 3:  # a "heading" that is really a paragraph
-                section, section_tokens = "", 0
-            current = _Open(section, section_tokens)
-            continue
+            if len(section) <= 300 and section_tokens <= limit_tokens // 3:
+                if any(not u.title for u in current.units):
+                    yield from emit(carry_overlap=False)
+                else:
+                    yield from keep_pending_heading()
+                current.section, current.section_tokens = section, section_tokens
+                current.pending, current.pending_page = True, block.page
+                continue
+            # A "heading" that is really a paragraph: read as text under the current one.
+            block = Block(block.text, block.page, current.section)
         if block.heading != current.section and not current.units:
             section = block.heading[:300]
             current.section = section
             (current.section_tokens,) = count([section]) if section else (0,)
         room = limit_tokens - (current.section_tokens + 1 if current.section else 0)
         for unit in _units(block, count, room):
-            if current.units and current.tokens + unit.tokens > min(target, room):
-                yield from emit(carry_overlap=block.kind != "table")
-                while current.units and current.tokens + unit.tokens > room:
-                    current.units.pop(0)
-            current.units.append(unit)
+            current.pending = False
+            yield from add(unit, table=block.kind == "table")
+    yield from keep_pending_heading()
     yield from emit(carry_overlap=False)
 
 

@@ -111,6 +111,8 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
 
     Chunks stored by an earlier, interrupted attempt of the same version are kept and not
     embedded again (the chunking of a file is deterministic, so ordinals match)."""
+    if not storage.absolute(document.stored_path).is_file():
+        raise FileNotFoundError(document.stored_path)  # said plainly by the pipeline
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT ordinal FROM ingest_chunk WHERE document_id = %s AND version = %s",

@@ -73,3 +73,45 @@ def test_overlap_repeats_only_the_end_of_the_previous_chunk(overlap: int) -> Non
     for before, after in itertools.pairwise(result):
         first_sentence = after.text.split(". ")[0]
         assert (first_sentence in before.text) == (overlap > 0)
+
+
+def test_headings_without_text_of_their_own_are_kept_as_text() -> None:
+    # A cover page or a slide of headings only: nothing may vanish from the index.
+    blocks = [
+        Block("Corporate", page=1, heading="Corporate", kind="title"),
+        Block("Overview", page=1, heading="Overview", kind="title"),
+        Block(
+            "Integrated Annual Report 2021-22",
+            page=1,
+            heading="Integrated Annual Report 2021-22",
+            kind="title",
+        ),
+        Block("Chairman's letter", page=2, heading="Chairman's letter", kind="title"),
+        Block("Our revenue grew by a third.", page=2, heading="Chairman's letter"),
+        Block("Appendix", page=3, heading="Appendix", kind="title"),
+    ]
+    result = chunks(blocks)
+    everything = " ".join(c.embedding_text() for c in result)
+    for block in blocks:
+        assert block.text in everything
+    assert result[0].page == 1 and result[0].section == "Chairman's letter"
+    assert result[-1].text == "Appendix"
+
+
+def test_a_heading_as_long_as_a_paragraph_is_read_as_text() -> None:
+    long_title = " ".join(["Overlong heading words"] * 40)
+    blocks = [
+        Block("Scope", page=1, heading="Scope", kind="title"),
+        Block(long_title, page=1, heading=long_title, kind="title"),
+        Block("Body text.", page=1, heading=long_title),
+    ]
+    result = chunks(blocks)
+    assert long_title in " ".join(c.text for c in result)
+    assert all(c.section == "Scope" for c in result)
+
+
+def test_real_pdf_pages_are_all_represented() -> None:
+    blocks = list(parse(DOCUMENTS / "pdf" / "reliance.pdf", "pdf"))
+    result = chunks(blocks)
+    assert {c.page for c in result} == {b.page for b in blocks}
+    assert "For an inclusive ecosystem" in " ".join(c.text for c in result)

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 MEMORY_ERROR = "memory"
+MEMORY_EXIT = 3
+# Set aside at start and let go on MemoryError, so the child can still say why it stops.
+_reserve: bytearray | None = None
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -72,9 +75,7 @@ def _handle(request: dict[str, Any], out: TextIO) -> None:
     except ParseError as exc:
         _send(out, {"t": "error", "message": str(exc)})
     except MemoryError:
-        _send(out, {"t": "error", "message": MEMORY_ERROR, "fatal": True})
-        out.flush()
-        os._exit(3)  # the heap may be in any state now: start afresh
+        _out_of_memory(out)
     except RecursionError:
         _send(out, {"t": "error", "message": "This file is nested too deeply to be read."})
     except Exception as exc:
@@ -86,7 +87,19 @@ def _handle(request: dict[str, Any], out: TextIO) -> None:
     out.flush()
 
 
+def _out_of_memory(out: TextIO | None) -> None:
+    global _reserve
+    _reserve = None
+    try:
+        if out is not None:
+            _send(out, {"t": "error", "message": MEMORY_ERROR, "fatal": True})
+            out.flush()
+    finally:
+        os._exit(MEMORY_EXIT)  # the heap may be in any state now: start afresh
+
+
 def main() -> None:
+    global _reserve
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--parent", type=int, default=os.getppid())
@@ -98,6 +111,21 @@ def main() -> None:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract: one thread beside the embedder
     threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     _limit_memory(args.memory_mb)
+    _reserve = bytearray(16 << 20)
+
+    def uncaught(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        # A MemoryError anywhere else (a library's thread, an atexit hook) ends us plainly.
+        if issubclass(kind, MemoryError):
+            _out_of_memory(out)
+        sys.__excepthook__(kind, value, tb)
+
+    def uncaught_in_thread(args: Any) -> None:
+        if issubclass(args.exc_type, MemoryError):
+            _out_of_memory(out)
+        threading.__excepthook__(args)
+
+    sys.excepthook = uncaught
+    threading.excepthook = uncaught_in_thread
     import pypdfium2  # noqa: F401  (PDFs are the common case: load before the first request)
 
     for line in sys.stdin:

@@ -56,7 +56,7 @@ def parse_mail(
         partition = partition_msg
     try:
         elements = partition(filename=str(path), process_attachments=False)
-    except ParseError:
+    except (ParseError, MemoryError):
         raise
     except Exception as exc:
         from ingest.parsing.unstructured_files import human_reason

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ingest.parsing.base import Block, ParseError, ProgressCallback
+from ingest.parsing.child import MEMORY_ERROR, MEMORY_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,6 @@ class Sandbox:
                     self._child = None
 
     def _error_text(self, message: dict[str, Any], kind: str) -> str:
-        from ingest.parsing.child import MEMORY_ERROR
-
         text = str(message.get("message") or "")
         if text == MEMORY_ERROR:
             return self._memory_reason()
@@ -223,12 +222,14 @@ class Sandbox:
             child.process.wait(5)
         code = child.process.returncode
         log.warning("parse sandbox died with exit code %s", code)
-        if code in (3, -signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
-            # Out of memory under RLIMIT_AS shows as MemoryError (exit 3) or as a crash in C.
-            return self._memory_reason() + " (The reader crashed.)"
+        if code in (MEMORY_EXIT, -signal.SIGKILL):
+            # Our own MemoryError exit, or the kernel's out-of-memory killer (we kill only
+            # on time-outs, which are reported before we get here).
+            return self._memory_reason()
         return (
-            "The program reading this file crashed on it, so it was stopped. The file may "
-            "be damaged; try a re-saved copy."
+            "The program reading this file crashed on it (or ran out of the "
+            f"{self.memory_mb:,} MB of memory allowed for one file), so it was stopped. The "
+            "file may be damaged; try a re-saved copy."
         )
 
 

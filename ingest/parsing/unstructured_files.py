@@ -45,7 +45,7 @@ def parse_with_unstructured(
     partition = getattr(importlib.import_module(module), function)
     try:
         elements = partition(filename=str(path), **options)
-    except ParseError:
+    except (ParseError, MemoryError):
         raise
     except Exception as exc:
         raise ParseError(human_reason(kind, exc)) from exc
