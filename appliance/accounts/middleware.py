@@ -47,7 +47,11 @@ def _user_for_token(raw: str):  # type: ignore[no-untyped-def]
 
 
 class SessionTimeoutMiddleware:
-    """Ends a session at its absolute age, however active it has been."""
+    """Ends a signed-in session at its absolute age, however active it has been.
+
+    The idle timeout is the session's own expiry (SESSION_COOKIE_AGE, renewed on every
+    request). A signed-in session without a start time (older than this check) counts as
+    expired rather than as endless. Bearer-token requests carry no session to end."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -56,9 +60,13 @@ class SessionTimeoutMiddleware:
         session = getattr(request, "session", None)
         if (
             session is not None
+            and getattr(request, "auth_method", None) != "token"
             and request.user.is_authenticated
-            and "started" in session
-            and time.time() - session["started"] > settings.SESSION_ABSOLUTE_SECONDS
         ):
-            logout(request)
+            started = session.get("started")
+            if (
+                not isinstance(started, int | float)
+                or time.time() - started > settings.SESSION_ABSOLUTE_SECONDS
+            ):
+                logout(request)
         return self.get_response(request)

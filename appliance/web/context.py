@@ -8,9 +8,11 @@ from django.http import HttpRequest
 
 def appliance(request: HttpRequest) -> dict[str, Any]:
     """What every page needs: which model answers, and what the person may do."""
-    user = request.user
+    # Error pages render before authentication when a request is refused early (a bad
+    # Host header gives a 400 from CommonMiddleware): there is no user then.
+    user = getattr(request, "user", None)
     roles: set[str] = set()
-    if user.is_authenticated:
+    if user is not None and user.is_authenticated:
         roles = set(user.memberships.values_list("role", flat=True))
     return {
         "llm_spec": settings.LLM_SPEC,

@@ -24,11 +24,16 @@ POLICY = "; ".join(
 
 
 class ContentSecurityPolicyMiddleware:
+    """The policy on every response: pages, error pages, downloads, API answers."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", POLICY)
+        # Also here, near the top of the stack: a request refused by an inner middleware
+        # (a bad Host header) never passes XFrameOptionsMiddleware on its way out.
+        response.setdefault("X-Frame-Options", "DENY")
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         return response
