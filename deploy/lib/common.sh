@@ -226,8 +226,15 @@ APPLIANCE_SECRET_KEY=$(random_secret)
 APPLIANCE_DATA_DIR=$DATA_DIR
 APPLIANCE_DB_PASSWORD=$(random_secret)
 APPLIANCE_DB_OWNER_PASSWORD=$(random_secret)
+APPLIANCE_AUDIT_SIGNING_KEY=$(random_secret)
 ENV
     )
+  fi
+  # Installations from before the audit signing key get one, once; it signs every audit
+  # export from now on, so it is never replaced (README, "Audit trail").
+  if ! grep -q '^APPLIANCE_AUDIT_SIGNING_KEY=' "$ENV_FILE"; then
+    log "adding an audit signing key to $ENV_FILE"
+    printf 'APPLIANCE_AUDIT_SIGNING_KEY=%s\n' "$(random_secret)" >> "$ENV_FILE"
   fi
 }
 
