@@ -317,3 +317,26 @@ def unshare_with_organisation(actor: Any, collection: Collection) -> bool:
             )
     collection.shared_with_all = False
     return bool(updated)
+
+
+def delete_collection(actor: Any, collection: Collection) -> None:
+    """The collection, its documents, chunks and files: gone at once."""
+    with transaction.atomic():
+        locked = Collection.objects.select_for_update().filter(pk=collection.pk).first()
+        if locked is None:
+            return
+        details = {
+            "name": locked.name,
+            "department": locked.department.name,
+            "documents": locked.documents.count(),
+        }
+        collection_id = locked.pk
+        locked.delete()
+        audit.record(
+            Action.COLLECTION_DELETE,
+            actor=actor,
+            object_type="collection",
+            object_id=collection_id,
+            details=details,
+        )
+        transaction.on_commit(lambda: storage.remove_collection_folder(collection_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -54,11 +54,31 @@ def max_tokens() -> int:
     return int(model().max_seq_length)
 
 
+@cache
+def _counting_tokenizer() -> Any:
+    """A tokenizer of its own for counting. The model's tokenizer keeps its padding and
+    truncation settings as state that every call rewrites, so counting on the chunking
+    thread while the model encodes on another would corrupt the batch being encoded."""
+    path = settings.EMBEDDING_MODEL_PATH / "tokenizer.json"
+    if path.exists():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
+    return None
+
+
 def count_tokens(texts: list[str]) -> list[int]:
     """Word pieces of each text, without the two special tokens the model adds."""
     if not texts:
         return []
-    encoded = model().tokenizer(texts, add_special_tokens=False)["input_ids"]
+    counter = _counting_tokenizer()
+    if counter is not None:
+        return [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=False)]
+    with _lock:  # no tokenizer.json: share the model's tokenizer, one call at a time
+        encoded = model().tokenizer(texts, add_special_tokens=False)["input_ids"]
     return [len(ids) for ids in encoded]
 
 

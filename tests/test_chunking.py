@@ -115,3 +115,24 @@ def test_real_pdf_pages_are_all_represented() -> None:
     result = chunks(blocks)
     assert {c.page for c in result} == {b.page for b in blocks}
     assert "For an inclusive ecosystem" in " ".join(c.text for c in result)
+
+
+def test_counting_agrees_with_the_model_s_own_tokenizer() -> None:
+    text = (DOCUMENTS / "book-war-and-peace-1p.txt").read_text()
+    pieces = [p for p in text.split("\n\n") if p.strip()][:50]
+    pieces.append("Ünïcödé naïve café \u2013 123,45 €")
+    reference = embedding.model().tokenizer(pieces, add_special_tokens=False)["input_ids"]
+    assert embedding.count_tokens(pieces) == [len(ids) for ids in reference]
+
+
+def test_counting_leaves_the_model_s_tokenizer_state_alone() -> None:
+    # The chunker counts on its own thread while the model encodes on another. The model's
+    # tokenizer keeps padding as state that each call rewrites: counting with it once broke
+    # a batch mid-document ("Unable to create tensor"). Counting must not touch that state.
+    backend = embedding.model().tokenizer.backend_tokenizer
+    backend.enable_padding()  # as encode() leaves it set while it tokenizes a batch
+    try:
+        embedding.count_tokens(["A sentence to count.", "And another, longer one to count."])
+        assert backend.padding is not None
+    finally:
+        backend.no_padding()

@@ -129,12 +129,16 @@ class Sandbox:
         progress: ProgressCallback | None = None,
         language: str = "english",
         time_limit: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Block]:
-        """Blocks of the file, as ``parsing.parse`` gives them, read in the child."""
-        if not self._lock.acquire(blocking=False):
+        """Blocks of the file, as ``parsing.parse`` gives them, read in the child. Setting
+        ``cancel`` stops the reading within a second (the child is then replaced)."""
+        if not self._lock.acquire(timeout=5):
             raise RuntimeError("the parse sandbox reads one file at a time")
         try:
-            yield from self._parse(path, kind, progress, language, time_limit or self.time_limit)
+            yield from self._parse(
+                path, kind, progress, language, time_limit or self.time_limit, cancel
+            )
         finally:
             self._lock.release()
 
@@ -145,6 +149,7 @@ class Sandbox:
         progress: ProgressCallback | None,
         language: str,
         time_limit: float,
+        cancel: threading.Event | None,
     ) -> Iterator[Block]:
         child = self._ready_child()
         request = {"path": str(path), "kind": kind, "language": language}
@@ -163,12 +168,18 @@ class Sandbox:
                 # Only the child's own time counts: waiting for the consumer does not.
                 spent = time.monotonic() - started - (child.blocked_seconds - blocked_before)
                 try:
-                    message = child.messages.get(timeout=max(time_limit - spent, 0.01))
+                    message = child.messages.get(timeout=min(max(time_limit - spent, 0.01), 0.5))
                 except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        raise ParseError("The reading of this file was stopped.") from None
+                    if time.monotonic() - started - (child.blocked_seconds - blocked_before) < (
+                        time_limit
+                    ):
+                        continue
                     raise ParseError(
-                        f"Reading this file took longer than the {time_limit / 60:.0f} "
-                        "minutes allowed, so it was stopped. Split it into smaller files or "
-                        "save it in a simpler format."
+                        f"Reading this file took longer than the {_duration(time_limit)} "
+                        "allowed, so it was stopped. Split it into smaller files or save it in "
+                        "a simpler format."
                     ) from None
                 if message is None:
                     raise ParseError(self._death_reason(child))
@@ -231,6 +242,12 @@ class Sandbox:
             f"{self.memory_mb:,} MB of memory allowed for one file), so it was stopped. The "
             "file may be damaged; try a re-saved copy."
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} second{'s' if round(seconds) != 1 else ''}"
 
 
 _shared: Sandbox | None = None
