@@ -32,6 +32,22 @@ def _redis() -> str | None:
         return f"Redis is unreachable ({type(exc).__name__})"
 
 
+def _model_server() -> str | None:
+    import httpx
+
+    try:
+        response = httpx.get(
+            f"{settings.LLM_SERVER_URL.rstrip('/')}/models",
+            headers={"Authorization": f"Bearer {settings.LLM_SERVER_API_KEY}"},
+            timeout=3,
+        )
+    except httpx.HTTPError as exc:
+        return f"the model server {settings.LLM_SERVER_URL} is unreachable ({type(exc).__name__})"
+    if response.status_code >= 400:
+        return f"the model server {settings.LLM_SERVER_URL} answered {response.status_code}"
+    return None
+
+
 def _workers() -> dict[str, Any]:
     found: dict[str, Any] = {}
     try:
@@ -53,7 +69,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     for role in ("ingest", "answer"):
         if workers and not workers.get(role):
             problems.append(f"no {role} worker is running")
-    if not settings.LLM_MODEL_PATH.is_file():
+    if settings.LLM_BACKEND == "openai":
+        problem = _model_server()
+        if problem:
+            problems.append(problem)
+    elif not settings.LLM_MODEL_PATH.is_file():
         problems.append(f"the language model file {settings.LLM_MODEL_PATH} is missing")
     if not (settings.EMBEDDING_MODEL_PATH / "config.json").is_file():
         problems.append(f"the embedding model is missing at {settings.EMBEDDING_MODEL_PATH}")

@@ -236,6 +236,14 @@ LLM_REASONING_EFFORT = env.choice(
 )
 LLM_STORE_REASONING = env.bool("APPLIANCE_LLM_STORE_REASONING", False)
 LLM_SEED = env.int("APPLIANCE_LLM_SEED", -1)
+# "local": each answer worker loads the GGUF itself (llama-cpp-python). "openai": answer
+# workers send prompts to an OpenAI-compatible server (llama.cpp's llama-server with
+# parallel slots, vLLM) at LLM_SERVER_URL; events and citations are the same.
+LLM_BACKEND = env.choice("APPLIANCE_LLM_BACKEND", "local", ("local", "openai"))
+LLM_SERVER_URL = env.str("APPLIANCE_LLM_SERVER_URL", "http://127.0.0.1:8080/v1")
+LLM_SERVER_MODEL = env.str("APPLIANCE_LLM_SERVER_MODEL", LLM_MODEL)
+LLM_SERVER_API_KEY = env.str("APPLIANCE_LLM_SERVER_API_KEY", "none")
+LLM_SERVER_TIMEOUT_SECONDS = env.int("APPLIANCE_LLM_SERVER_TIMEOUT_SECONDS", 300, minimum=5)
 
 EMBEDDING_MODEL_PATH = env.path("APPLIANCE_EMBEDDING_MODEL_PATH", MODELS_DIR / "all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS = 384

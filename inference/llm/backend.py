@@ -181,7 +181,18 @@ _load_lock = threading.Lock()
 
 
 @cache
-def _load() -> LocalModel:
+def _load() -> Any:
+    if settings.LLM_BACKEND == "openai":
+        from inference.llm.remote import RemoteModel
+
+        return RemoteModel(
+            settings.LLM_SERVER_URL,
+            model=settings.LLM_SERVER_MODEL,
+            chat_format=settings.LLM_CHAT_FORMAT,
+            api_key=settings.LLM_SERVER_API_KEY,
+            timeout=settings.LLM_SERVER_TIMEOUT_SECONDS,
+            context=settings.LLM_CONTEXT_TOKENS,
+        )
     return LocalModel(
         settings.LLM_MODEL_PATH,
         chat_format=settings.LLM_CHAT_FORMAT,
@@ -192,6 +203,7 @@ def _load() -> LocalModel:
     )
 
 
-def get_model() -> LocalModel:
+def get_model() -> Any:
+    """The model this process answers with (LocalModel or RemoteModel), loaded once."""
     with _load_lock:
         return _load()
