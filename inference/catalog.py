@@ -20,6 +20,7 @@ class ModelSpec:
     demo: bool = False
     url: str = ""
     sha256: str = ""
+    checksum_url: str = ""
     size_bytes: int = 0
 
 
@@ -29,6 +30,8 @@ GPT_OSS_20B = ModelSpec(
     filename="gpt-oss-20b-mxfp4.gguf",
     chat_format="harmony",
     url="https://huggingface.co/ggml-org/gpt-oss-20b-GGUF/resolve/main/gpt-oss-20b-mxfp4.gguf",
+    # Where the publisher states the file's SHA-256 (Git LFS object id), when none is pinned.
+    checksum_url="https://huggingface.co/api/models/ggml-org/gpt-oss-20b-GGUF/tree/main",
 )
 
 SMOLLM2_135M = ModelSpec(
