@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from inference.llm import harmony
@@ -98,12 +99,23 @@ class PlainReader:
 
 
 class TemplateFormat:
-    """The model's own Jinja chat template, read from its GGUF metadata."""
+    """The model's own Jinja chat template, read from its GGUF metadata.
+
+    Templates of the common families (Qwen, Llama, Mistral, Gemma, Granite, SmolLM2) expect a
+    few helpers from the Hugging Face renderer (``raise_exception``, ``strftime_now``); some
+    (Gemma, older Mistral) refuse a system role, in which case our system text opens the
+    first user message instead.
+    """
 
     def __init__(
         self, template: str, bos_token: str, eos_token: str, extra_stops: tuple[str, ...] = ()
     ) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        env.globals["raise_exception"] = _raise_template_error
+        # A fixed date keeps prompts (and so the reusable KV prefix) the same all day long.
+        env.globals["strftime_now"] = lambda fmt: "2026-01-01"
         self._template = env.from_string(template)
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -113,13 +125,21 @@ class TemplateFormat:
     def render(
         self, system: str, instructions: str, user: str, history: list[tuple[str, str]]
     ) -> str:
-        messages = [{"role": "system", "content": f"{system}\n\n{instructions}".strip()}]
+        preamble = f"{system}\n\n{instructions}".strip()
+        turns: list[dict[str, str]] = []
         for asked, answered in history:
-            messages += [
+            turns += [
                 {"role": "user", "content": asked},
                 {"role": "assistant", "content": answered},
             ]
-        messages.append({"role": "user", "content": user})
+        turns.append({"role": "user", "content": user})
+        try:
+            return self._render([{"role": "system", "content": preamble}, *turns])
+        except TemplateError:
+            first = {"role": "user", "content": f"{preamble}\n\n{turns[0]['content']}"}
+            return self._render([first, *turns[1:]])
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
         return self._template.render(
             messages=messages,
             add_generation_prompt=True,
@@ -129,3 +149,7 @@ class TemplateFormat:
 
     def reader(self) -> ReplyReader:
         return PlainReader()
+
+
+def _raise_template_error(message: str) -> None:
+    raise TemplateError(message)
