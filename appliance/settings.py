@@ -231,6 +231,10 @@ LLM_TEMPERATURE = env.float(
     "APPLIANCE_LLM_TEMPERATURE", 1.0 if LLM_CHAT_FORMAT == "harmony" else 0.2
 )
 LLM_TOP_P = env.float("APPLIANCE_LLM_TOP_P", 1.0 if LLM_CHAT_FORMAT == "harmony" else 0.9)
+# Small models loop without a little penalty; gpt-oss is sampled as OpenAI recommends.
+LLM_REPEAT_PENALTY = env.float(
+    "APPLIANCE_LLM_REPEAT_PENALTY", 1.0 if LLM_CHAT_FORMAT == "harmony" else 1.15
+)
 LLM_REASONING_EFFORT = env.choice(
     "APPLIANCE_LLM_REASONING_EFFORT", "low", ("low", "medium", "high")
 )

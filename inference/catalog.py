@@ -36,7 +36,7 @@ GPT_OSS_20B = ModelSpec(
 
 SMOLLM2_135M = ModelSpec(
     name="smollm2-135m",
-    label="SmolLM2-135M-Instruct (small demo model)",
+    label="SmolLM2-135M-Instruct",
     filename="SmolLM2-135M-Instruct.Q4_1.gguf",
     chat_format="template",
     demo=True,

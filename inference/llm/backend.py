@@ -126,7 +126,11 @@ class LocalModel:
         stop_strings = self.format.stop_strings
         produced: list[int] = []
         pending = b""
-        sampling: dict[str, Any] = {"temp": temperature, "top_p": top_p}
+        sampling: dict[str, Any] = {
+            "temp": temperature,
+            "top_p": top_p,
+            "repeat_penalty": settings.LLM_REPEAT_PENALTY,
+        }
         if temperature >= 1.0 and top_p >= 1.0:
             sampling.update(top_k=0, min_p=0.0)  # plain sampling, as recommended for gpt-oss
         with self.lock:
@@ -134,21 +138,22 @@ class LocalModel:
             for token in self.llama.generate(tokens, reset=True, **sampling):
                 if stats.first_token_s is None:
                     stats.first_token_s = time.monotonic() - started
-                if eog(token):
-                    text = self.llama.detokenize([token], special=True).decode("utf-8", "replace")
-                    if text:
-                        yield text
-                    if text not in self.format.continue_after:
-                        stats.stopped_by = "stop"
-                        break
                 produced.append(token)
+                if eog(token):
+                    marker = self.llama.detokenize([token], special=True).decode("utf-8", "replace")
+                    if marker not in self.format.continue_after:
+                        stats.stopped_by = "stop"  # end of reply: the marker is not text
+                        break
                 pending += self.llama.detokenize([token], prev_tokens=None, special=True)
                 text, pending = _split_utf8(pending)
+                stop_at = min((text.find(s) for s in stop_strings if s in text), default=-1)
+                if stop_at >= 0:
+                    if text[:stop_at]:
+                        yield text[:stop_at]
+                    stats.stopped_by = "stop"
+                    break
                 if text:
                     yield text
-                    if any(s in text for s in stop_strings):
-                        stats.stopped_by = "stop"
-                        break
                 if should_stop():
                     stats.stopped_by = "cancelled"
                     break
