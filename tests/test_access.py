@@ -15,7 +15,7 @@ from ingest import embedding
 from ingest.actions import create_collection, share_collection, unshare_collection
 from ingest.chunking import ChunkDraft
 from ingest.models import Collection, Document, Status
-from ingest.pipeline import _insert
+from ingest.stages import insert as _insert
 
 pytestmark = pytest.mark.django_db
 
