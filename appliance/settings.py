@@ -65,8 +65,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "ingest.middleware.RequestSizeLimitMiddleware",
+    # Outside everything that may answer early, so every response carries the policy.
     "appliance.web.middleware.ContentSecurityPolicyMiddleware",
+    "ingest.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -287,8 +287,22 @@ def test_pages_error_pages_and_downloads_all_carry_the_headers(
         "audit download": _signed_in(people.dave).get("/audit/export?format=csv"),
         "api": alice.get("/api/v1/collections"),
         "api 404": alice.get("/api/v1/documents/987654"),
+        "413": alice.post(
+            f"/collections/{collection.pk}/upload",
+            b"",
+            content_type="application/octet-stream",
+            CONTENT_LENGTH=str(10**12),
+        ),
     }
-    expected = {"404": 404, "api 404": 404, "403": 403, "403 csrf": 403, "400": 400, "500": 500}
+    expected = {
+        "404": 404,
+        "api 404": 404,
+        "403": 403,
+        "403 csrf": 403,
+        "400": 400,
+        "413": 413,
+        "500": 500,
+    }
     for what, response in responses.items():
         assert response.status_code == expected.get(what, 200), what
         _assert_hardened(response, what)
