@@ -227,3 +227,20 @@ def test_sharing_with_everyone_reaches_readers_of_every_department_only(
     _share(people.carol, collection, "unshare", "all")
     assert _client(people.bob).get(url).status_code == 404
     assert not _retrieved(_found_by(people.bob, document), document)
+
+
+def test_the_people_page_costs_the_same_queries_for_many_people(people: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        client = _client(people.erin)
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/operator/").status_code == 200
+        return len(captured)
+
+    few = queries()
+    for n in range(12):
+        user, _ = accounts.create_or_update_user(None, f"extra{n}", PASSWORD)
+        accounts.add_membership(None, user, people.finance, Role.EMPLOYEE)
+    assert queries() == few
