@@ -57,8 +57,10 @@ class Outcome:
 
 
 class _Producer(threading.Thread):
-    """Parses (through the sandbox) and chunks on its own thread; hands over drafts and
-    page progress through a queue. Touches no database."""
+    """Parses (through the sandbox) and chunks on its own thread, handing drafts over
+    through a queue. Its progress (pages read, drafts made, parsing finished) is read
+    directly by the consuming thread, so the row shows where parsing really is, not where
+    embedding has got to. Touches no database."""
 
     def __init__(self, document: Document, parser: Sandbox) -> None:
         super().__init__(name=f"chunker-{document.pk}", daemon=True)
@@ -66,6 +68,11 @@ class _Producer(threading.Thread):
         self.parser = parser
         self.items: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
         self.stop = threading.Event()
+        self.pages_done = 0
+        self.pages_total: int | None = None
+        self.last_page = 0
+        self.drafted = 0
+        self.finished = False
 
     def _put(self, item: Any) -> None:
         while not self.stop.is_set():
@@ -76,13 +83,18 @@ class _Producer(threading.Thread):
                 continue
         raise _Stopped
 
+    def _pages(self, done: int, total: int | None) -> None:
+        self.pages_done = done
+        if total is not None:
+            self.pages_total = total
+
     def run(self) -> None:
         try:
             path = storage.absolute(self.document.stored_path)
             blocks = self.parser.parse(
                 path,
                 self.document.kind,
-                lambda done, total: self._put(("pages", done, total)),
+                self._pages,
                 self.document.collection.language,
                 cancel=self.stop,
             )
@@ -95,21 +107,34 @@ class _Producer(threading.Thread):
                     limit_tokens=embedding.max_tokens() - 2,  # [CLS] and [SEP]
                 )
                 for draft in drafts:
-                    self._put(("draft", draft))
+                    self.last_page = max(self.last_page, draft.page or 0)
+                    self._put(draft)
+                    self.drafted += 1
             finally:
                 blocks.close()  # an unfinished parse kills its child: nothing runs on
+            self.finished = True
             self._put(_END)
         except _Stopped:
             return
         except BaseException as exc:  # handed to the consuming thread, which decides
             try:
-                self._put(("error", exc))
+                self._put(_Failure(exc))
             except _Stopped:
                 return
+
+    @property
+    def pages(self) -> int | None:
+        """Pages of the document: the parser's count, else the last page a chunk cites."""
+        return self.pages_total or self.last_page or None
 
 
 class _Stopped(Exception):
     pass
+
+
+@dataclass
+class _Failure:
+    error: BaseException
 
 
 def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
@@ -127,22 +152,20 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
         done = {row[0] for row in cursor.fetchall()}
     producer = _Producer(document, parser or sandbox())
     producer.start()
-    progress = _ProgressWriter(document, stored=len(done))
+    progress = _ProgressWriter(document, producer, stored=len(done))
     outcome = Outcome(chunks=0, pages=None)
     try:
-        for batch, total in _batches(producer, progress, outcome, done):
-            if batch:
-                started = time.perf_counter()
-                vectors = embedding.embed([draft.embedding_text() for _, draft in batch])
-                outcome.embed_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                insert(document, batch, vectors)
-                outcome.store_seconds += time.perf_counter() - started
-                progress.stored += len(batch)
-            if total is not None:
-                outcome.chunks = total
-                progress.parsed(total, outcome.pages)
-            progress.write(force=bool(batch))
+        for batch in _batches(producer, progress, done):
+            started = time.perf_counter()
+            vectors = embedding.embed([draft.embedding_text() for _, draft in batch])
+            outcome.embed_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            insert(document, batch, vectors)
+            outcome.store_seconds += time.perf_counter() - started
+            progress.stored += len(batch)
+            progress.write(force=True)
+        outcome.chunks, outcome.pages = producer.drafted, producer.pages
+        progress.write(force=True)
     finally:
         producer.stop.set()
         producer.join(timeout=30)
@@ -152,11 +175,11 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
 
 
 def _batches(
-    producer: _Producer, progress: _ProgressWriter, outcome: Outcome, done: set[int]
-) -> Iterator[tuple[list[tuple[int, ChunkDraft]], int | None]]:
-    """(drafts to embed, total when parsing has just ended). A batch is as large as what
-    is ready, up to INSERT_BATCH: full when parsing runs ahead, small when the parser is
-    the slow one (OCR), so stored progress keeps moving either way."""
+    producer: _Producer, progress: _ProgressWriter, done: set[int]
+) -> Iterator[list[tuple[int, ChunkDraft]]]:
+    """Drafts to embed, with their ordinals. A batch is as large as what is ready, up to
+    INSERT_BATCH: full when parsing runs ahead, small when the parser is the slow one
+    (OCR), so stored progress keeps moving either way."""
     ordinal = 0
     batch: list[tuple[int, ChunkDraft]] = []
     while True:
@@ -165,7 +188,7 @@ def _batches(
             item = producer.items.get(timeout=1.0) if not batch else producer.items.get_nowait()
         except queue.Empty:
             if batch:
-                yield batch, None
+                yield batch
                 batch = []
             elif not producer.is_alive():
                 raise ParseError("The reader of this file stopped without a reason.") from None
@@ -173,58 +196,51 @@ def _batches(
                 progress.write()
             continue
         if item is _END:
-            yield batch, ordinal
+            if batch:
+                yield batch
             return
-        tag = item[0]
-        if tag == "draft":
-            draft: ChunkDraft = item[1]
-            if draft.page:
-                outcome.pages = max(outcome.pages or 0, draft.page)
-            if ordinal not in done:
-                batch.append((ordinal, draft))
-            ordinal += 1
-            if len(batch) >= INSERT_BATCH:
-                yield batch, None
-                batch = []
-        elif tag == "pages":
-            progress.pages(item[1], item[2])
-        elif tag == "error":
-            raise item[1]
+        if isinstance(item, _Failure):
+            raise item.error
+        if ordinal not in done:
+            batch.append((ordinal, item))
+        ordinal += 1
+        if len(batch) >= INSERT_BATCH:
+            yield batch
+            batch = []
 
 
 class _ProgressWriter:
-    """Pages and chunks done, written to the row at most every PROGRESS_SECONDS."""
+    """Pages read, chunks made and chunks stored, written to the row at most every
+    PROGRESS_SECONDS; once parsing has finished the row says "embedding" with the total."""
 
-    def __init__(self, document: Document, stored: int) -> None:
+    def __init__(self, document: Document, producer: _Producer, stored: int) -> None:
         self.document = document
+        self.producer = producer
         self.stored = stored
-        self.fields: dict[str, Any] = {}
         self.last = 0.0
-
-    def pages(self, done: int, total: int | None) -> None:
-        self.fields["pages_done"] = done
-        if total is not None:
-            self.fields["pages"] = total
-        self.write()
-
-    def parsed(self, chunks: int, pages: int | None) -> None:
-        self.fields.update(status=Status.EMBEDDING, chunks=chunks)
-        if pages and "pages" not in self.fields and self.document.kind != "pdf":
-            self.fields.update(pages=pages, pages_done=pages)
-        self.write(force=True)
 
     def write(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last < PROGRESS_SECONDS:
             return
         self.last = now
-        fields = {**self.fields, "chunks_done": self.stored, "updated_at": timezone.now()}
-        status = fields.pop("status", None)
+        producer = self.producer
+        finished = producer.finished  # read first: the counts below are final if it is set
+        fields: dict[str, Any] = {
+            "chunks_done": self.stored,
+            "pages_done": producer.pages_done,
+            "updated_at": timezone.now(),
+        }
+        if producer.pages_total is not None:
+            fields["pages"] = producer.pages_total
+        if finished:
+            fields["chunks"] = producer.drafted
+            if producer.pages_total is None and producer.pages:
+                fields["pages"] = fields["pages_done"] = producer.pages
         rows = Document.objects.filter(pk=self.document.pk, version=self.document.version)
         rows.update(**fields)
-        if status:
-            rows.filter(status=Status.PARSING).update(status=status)
-        self.fields.clear()
+        if finished:
+            rows.filter(status=Status.PARSING).update(status=Status.EMBEDDING)
 
 
 def insert(document: Document, batch: list[tuple[int, ChunkDraft]], vectors: np.ndarray) -> None:

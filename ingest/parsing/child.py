@@ -130,7 +130,10 @@ def main() -> None:
 
     for line in sys.stdin:
         if line.strip():
-            _handle(json.loads(line), out)
+            try:
+                _handle(json.loads(line), out)
+            except BrokenPipeError:  # the worker went away mid-file: nobody to tell
+                os._exit(0)
     from ingest.parsing import office
 
     office.cleanup()

@@ -68,6 +68,7 @@ def assert_ready_once_without_duplicates(document_id: int) -> Document:
     return document
 
 
+@pytest.mark.timeout(1500)  # 3,300 chunks of a 619-page PDF, embedded on two shared cores
 def test_a_worker_killed_while_embedding_resumes_and_finishes_exactly_once(
     people: Any, api_for: Any, stack: Stack, collection: Collection, short_lease: Any
 ) -> None:
