@@ -147,3 +147,10 @@ def test_audit_log_is_for_auditors_only(people: Any) -> None:
         assert signed_in(other).get("/api/v1/audit/events").status_code == 404
         assert signed_in(other).get("/audit/").status_code == 404
     assert Client().get("/api/v1/audit/events").status_code == 401
+
+
+def test_people_who_read_no_documents_land_on_their_own_page(people: Any) -> None:
+    assert signed_in(people.erin).get("/").url == "/operator/"
+    assert signed_in(people.dave).get("/").url == "/audit/"
+    assert signed_in(people.alice).get("/").status_code == 200
+    assert signed_in(people.oscar).get("/").status_code == 200  # told to ask a curator

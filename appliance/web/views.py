@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from appliance.access import get_or_404
+from appliance.accounts.models import READER_ROLES, Role
 from appliance.api.serializers import visible_citations
 from inference import actions as inference_actions
 from inference.models import Conversation, Question
@@ -25,6 +26,14 @@ from ingest.models import Chunk, Collection, Document
 @login_required
 @require_http_methods(["GET", "POST"])
 def ask(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET" and not _reads_documents(request.user):
+        # Auditors and operators read no documents by virtue of their roles: their home is
+        # their own page rather than an empty question box.
+        roles = set(request.user.memberships.values_list("role", flat=True))
+        if Role.OPERATOR in roles:
+            return redirect("operator")
+        if Role.AUDITOR in roles:
+            return redirect("audit")
     collections = Collection.objects.visible_to(request.user).select_related("department")
     if request.method == "POST":
         try:
@@ -44,6 +53,10 @@ def ask(request: HttpRequest) -> HttpResponse:
         .order_by("-updated_at")[:20]
     )
     return render(request, "ask.html", {"collections": collections, "recent": recent})
+
+
+def _reads_documents(user: Any) -> bool:
+    return user.memberships.filter(role__in=READER_ROLES).exists()
 
 
 @login_required
