@@ -88,7 +88,7 @@ def scope_sql(user: Any, narrow_to: Sequence[int] | None = None) -> tuple[str, t
 
     Narrowing can only remove collections: the ids are intersected with the policy.
     """
-    queryset = Collection.objects.visible_to(user)
+    queryset = Collection.objects.visible_to(user).order_by()
     if narrow_to:
         queryset = queryset.filter(pk__in=[int(i) for i in narrow_to])
     sql, params = queryset.values("id").query.sql_with_params()
@@ -112,6 +112,25 @@ def _scope_groups(cursor: Any, scope: str, params: tuple, text: str) -> list[lex
         for language, ids, chunks, length, lexemes, counts, frequencies in cursor.fetchall()
     ]
 
+
+# For this transaction only:
+# - no JIT: compiling would cost more than these millisecond queries take;
+# - iterative HNSW scans, so a filtered scope still fills its top list;
+# - no sequential scans: the planner does not count the cost of decompressing every
+#   chunk's tsvector to test it, and would read a whole collection where the GIN index
+#   finds the few chunks that hold the question's rarer lexemes;
+# - no sorts where an index gives the order: a large scope's nearest chunks come from the
+#   HNSW index, not from sorting every chunk of the scope (the exact plan below has no
+#   index to use, so it still sorts, as it must);
+# - no parallel workers: starting them costs more than the work they would share.
+_PLANNER_SETTINGS = """
+    SELECT set_config('jit', 'off', true),
+           set_config('enable_seqscan', 'off', true),
+           set_config('enable_sort', 'off', true),
+           set_config('max_parallel_workers_per_gather', '0', true),
+           set_config('hnsw.iterative_scan', 'relaxed_order', true),
+           set_config('hnsw.ef_search', %s, true)
+"""
 
 # The nearest chunks by cosine distance. ``{order}`` is the bare distance for the HNSW plan;
 # for the exact plan it is the distance plus zero, an expression the index cannot serve, so
@@ -222,6 +241,7 @@ def search(
     vector = _vector_literal(query_vector)
     text = query_text if mode != "dense" else ""
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_PLANNER_SETTINGS, [str(max(params.ef_search, k))])
         groups = _scope_groups(cursor, scope, scope_params, text)
         if not groups:
             return []
@@ -236,12 +256,6 @@ def search(
         )
         if not sql:
             return []
-        if mode != "fulltext":
-            cursor.execute(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', %s, true)",
-                [str(max(params.ef_search, k))],
-            )
         cursor.execute(sql, args)
         rows = cursor.fetchall()
     return [

@@ -1,0 +1,136 @@
+"""``python manage.py benchmark retrieval``: quality on BEIR SciFact (``--beir``) or latency
+and recall of the access-filtered query on synthetic data (``--synthetic N``).
+
+Both go through ``inference.retrieval.search``, as a scratch person who may read only the
+scratch data, and remove that data afterwards. Neither writes audit rows: the people,
+departments and collections they create are scaffolding, not acts of anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from inference.retrieval import Params
+
+MODES: tuple[Any, ...] = ("dense", "fulltext", "hybrid")
+SCRATCH_PREFIX = "benchmark-retrieval-"
+
+
+def add_arguments(parser: CommandParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--beir", type=Path, help="a BEIR folder, e.g. ../shared/corpus/scifact")
+    what.add_argument("--synthetic", type=int, metavar="N", help="N synthetic chunks")
+    parser.add_argument("--sweep", action="store_true", help="BEIR: also print the tuning grid")
+    parser.add_argument("--queries", type=int, default=400, help="synthetic: queries timed")
+    parser.add_argument("--seed", type=int, default=7, help="synthetic: random seed")
+    tuning = parser.add_argument_group("ranking (defaults from settings)")
+    tuning.add_argument("--k1", type=float, help="BM25 k1")
+    tuning.add_argument("--b", type=float, help="BM25 b")
+    tuning.add_argument("--rrf-k", type=float, help="reciprocal rank fusion constant")
+    tuning.add_argument("--dense-weight", type=float)
+    tuning.add_argument("--lexical-weight", type=float)
+    tuning.add_argument("--depth", type=int, help="candidates per ranking before fusion")
+    tuning.add_argument("--budget", type=int, help="BM25 candidate postings budget")
+    tuning.add_argument("--ef-search", type=int)
+    tuning.add_argument("--exact-max", type=int, help="largest scope read without the index")
+
+
+def params_from(options: dict[str, Any]) -> Params:
+    params = Params.from_settings()
+    bm25 = params.bm25
+    if options.get("k1") is not None:
+        bm25 = replace(bm25, k1=options["k1"])
+    if options.get("b") is not None:
+        bm25 = replace(bm25, b=options["b"])
+    if options.get("budget") is not None:
+        bm25 = replace(bm25, candidate_budget=options["budget"])
+    changes = {
+        field: options[option]
+        for option, field in (
+            ("rrf_k", "rrf_k"),
+            ("dense_weight", "dense_weight"),
+            ("lexical_weight", "lexical_weight"),
+            ("depth", "depth"),
+            ("ef_search", "ef_search"),
+            ("exact_max", "exact_scan_max_chunks"),
+        )
+        if options.get(option) is not None
+    }
+    return replace(params, bm25=bm25, **changes)
+
+
+def describe(params: Params) -> dict[str, Any]:
+    return asdict(params)
+
+
+@contextmanager
+def scratch_reader(name: str, *, language: str) -> Iterator[tuple[Any, Any]]:
+    """A department, a collection and an employee who reads only that collection; all
+    removed afterwards (and any left behind by an interrupted earlier run)."""
+    from appliance.accounts.models import Department, Membership, Role, User
+    from ingest.models import Collection
+
+    remove_scratch()
+    tag = f"{SCRATCH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+    department = Department.objects.create(name=tag)
+    collection = Collection.objects.create(name=tag, department=department, language=language)
+    user = User.objects.create(username=tag, is_active=True)
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    Membership.objects.create(user=user, department=department, role=Role.EMPLOYEE)
+    try:
+        yield user, collection
+    finally:
+        remove_scratch()
+
+
+def remove_scratch() -> None:
+    from appliance.accounts.models import Department, User
+    from ingest.models import Collection, Document
+
+    collections = Collection.objects.filter(department__name__startswith=SCRATCH_PREFIX)
+    Document.objects.filter(collection__in=collections).delete()
+    collections.delete()
+    User.objects.filter(username__startswith=SCRATCH_PREFIX).delete()
+    Department.objects.filter(name__startswith=SCRATCH_PREFIX).delete()
+
+
+class _Lines:
+    """Writes whole lines to the command's output."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def write(self, line: str) -> None:
+        self.out.write(line)
+        self.out.flush()
+
+
+def run(options: dict[str, Any], out: Any) -> None:
+    params = params_from(options)
+    lines = _Lines(out)
+    if options.get("beir"):
+        from inference.benchmarks import retrieval_beir
+
+        folder = options["beir"].resolve()
+        if not (folder / "corpus.jsonl").exists():
+            raise CommandError(f"{folder} holds no BEIR corpus.jsonl")
+        result = retrieval_beir.run(folder, params, lines, sweep=options["sweep"])
+    else:
+        from inference.benchmarks import retrieval_synthetic
+
+        if options["synthetic"] < 1000:
+            raise CommandError("--synthetic needs at least 1000 chunks")
+        result = retrieval_synthetic.run(
+            options["synthetic"], params, lines, queries=options["queries"], seed=options["seed"]
+        )
+    if options.get("json"):
+        out.write(json.dumps(result, sort_keys=True))

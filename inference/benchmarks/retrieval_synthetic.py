@@ -1,0 +1,294 @@
+"""Latency and recall of the access-filtered hybrid query on synthetic chunks.
+
+N chunks (clustered unit vectors, Zipf-distributed pseudo-words) over 10 departments, one of
+which holds 1%. Each department has one collection and one employee. Every query runs
+through ``inference.retrieval.search`` as one of those employees; recall@10 compares the
+dense ranking (the HNSW or exact plan the search picked) with an exact filtered search
+(brute force over that department's vectors in numpy).
+
+It all happens in a scratch database (created like a test database, migrated, dropped at
+the end), so the appliance's own tables and indexes never see the synthetic rows. Rows are
+bulk-loaded with COPY and the indexes built afterwards, as a restore would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from django.core.management.base import CommandError
+from django.db import connection
+
+from inference import lexical
+from inference.benchmarks.retrieval import describe
+from inference.retrieval import Params, search
+
+DEPARTMENTS = 10
+SMALL_SHARE = 0.01
+CLUSTERS = 200
+VOCABULARY = 20000
+TOPIC_WORDS = 150
+WORDS_PER_CHUNK = 70
+CHUNKS_PER_DOCUMENT = 50
+DIMENSIONS = 384
+K = 10
+
+
+@dataclass
+class Corpus:
+    vectors: np.ndarray  # (n, 384) float32, unit length
+    departments: np.ndarray  # (n,) department index; 0 is the small one
+    clusters: np.ndarray  # (n,) cluster index
+    texts: list[str]
+    words: list[str]
+    topics: np.ndarray  # (clusters, TOPIC_WORDS) word indexes
+
+
+def _pseudo_words(rng: np.random.Generator, count: int) -> list[str]:
+    """Distinct lowercase letter strings; the 'simple' configuration keeps them as they are."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    seen: set[str] = set()
+    words: list[str] = []
+    while len(words) < count:
+        word = "".join(rng.choice(letters, size=int(rng.integers(4, 11))))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+def generate(n: int, seed: int) -> Corpus:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((CLUSTERS, DIMENSIONS)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    clusters = rng.integers(0, CLUSTERS, size=n)
+    vectors = centers[clusters] + 0.08 * rng.standard_normal((n, DIMENSIONS)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    small = max(1, round(n * SMALL_SHARE))
+    departments = np.concatenate(
+        [np.zeros(small, dtype=np.int64), 1 + np.arange(n - small) % (DEPARTMENTS - 1)]
+    )
+    rng.shuffle(departments)
+    words = _pseudo_words(rng, VOCABULARY)
+    zipf = 1.0 / np.arange(1, VOCABULARY + 1) ** 1.05
+    zipf /= zipf.sum()
+    # Topic words are mid-frequency words, the ones that tell one subject from another.
+    topics = rng.choice(np.arange(300, VOCABULARY), size=(CLUSTERS, TOPIC_WORDS))
+    common = rng.choice(VOCABULARY, size=(n, WORDS_PER_CHUNK), p=zipf)
+    topical = topics[clusters[:, None], rng.integers(0, TOPIC_WORDS, (n, WORDS_PER_CHUNK))]
+    picks = np.where(rng.random((n, WORDS_PER_CHUNK)) < 0.3, topical, common)
+    texts = [" ".join(words[i] for i in row) for row in picks]
+    return Corpus(vectors, departments, clusters, texts, words, topics)
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A migrated database of its own, like a test database; dropped afterwards."""
+    old_name = connection.settings_dict["NAME"]
+    name = f"{old_name}_bench_retrieval"
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    try:
+        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    except Exception as exc:
+        raise CommandError(
+            f"Could not create the scratch database {name} ({exc}). The synthetic benchmark "
+            "needs a role that may create databases: run it as the owner role "
+            "(APPLIANCE_DB_USER=appliance_owner)."
+        ) from exc
+    try:
+        yield name
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
+    """People, collections, documents and chunks; returns the users by department."""
+    from pgvector.psycopg import register_vector
+
+    from appliance.accounts.models import Department, Membership, Role, User
+    from ingest.models import Collection, Document, Status
+
+    users, collections = [], []
+    for d in range(DEPARTMENTS):
+        department = Department.objects.create(name=f"department {d}")
+        collections.append(
+            Collection.objects.create(name=f"docs {d}", department=department, language="simple")
+        )
+        user = User.objects.create(username=f"reader{d}")
+        Membership.objects.create(user=user, department=department, role=Role.EMPLOYEE)
+        users.append(user)
+    # Chunks of one department are grouped into documents of CHUNKS_PER_DOCUMENT.
+    order = np.argsort(corpus.departments, kind="stable")
+    document_of = np.empty(len(order), dtype=np.int64)
+    ordinal_of = np.empty(len(order), dtype=np.int64)
+    documents: list[Document] = []
+    for d in range(DEPARTMENTS):
+        members = order[corpus.departments[order] == d]
+        for start in range(0, len(members), CHUNKS_PER_DOCUMENT):
+            part = members[start : start + CHUNKS_PER_DOCUMENT]
+            documents.append(
+                Document(
+                    collection=collections[d],
+                    title=f"document {len(documents)}",
+                    original_name="synthetic.txt",
+                    stored_path="",
+                    sha256=f"{len(documents):064x}",
+                    kind="txt",
+                    status=Status.READY,
+                    version=1,
+                    live_version=1,
+                )
+            )
+            document_of[part] = len(documents) - 1
+            ordinal_of[part] = np.arange(len(part))
+    documents = Document.objects.bulk_create(documents, batch_size=2000)
+    document_ids = np.array([doc.pk for doc in documents])
+    collection_ids = np.array([c.pk for c in collections])
+    started = time.perf_counter()
+    connection.ensure_connection()
+    register_vector(connection.connection)  # binary COPY of numpy vectors
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_embedding_hnsw'")
+        (hnsw_definition,) = cursor.fetchone()
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_search_vector'")
+        (gin_definition,) = cursor.fetchone()
+        cursor.execute("DROP INDEX chunk_embedding_hnsw")
+        cursor.execute("DROP INDEX chunk_search_vector")
+        cursor.execute(
+            "CREATE TEMP TABLE staging (id bigint, document_id bigint, collection_id bigint, "
+            "ordinal integer, text text, embedding vector(384))"
+        )
+        with cursor.cursor.copy(
+            "COPY staging (id, document_id, collection_id, ordinal, text, embedding) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "int8", "int8", "int4", "text", "vector"])
+            for i, text in enumerate(corpus.texts):
+                copy.write_row(
+                    (
+                        i + 1,
+                        int(document_ids[document_of[i]]),
+                        int(collection_ids[corpus.departments[i]]),
+                        int(ordinal_of[i]),
+                        text,
+                        corpus.vectors[i],
+                    )
+                )
+        # The same full-text terms as ingestion writes: the collection's configuration.
+        cursor.execute(
+            """
+            INSERT INTO ingest_chunk (id, document_id, collection_id, version, ordinal, page,
+                                      section, text, token_count, embedding, search_vector)
+            SELECT s.id, s.document_id, s.collection_id, 1, s.ordinal, NULL, '', s.text,
+                   0, s.embedding, to_tsvector(c.language::regconfig, s.text)
+            FROM staging s JOIN ingest_collection c ON c.id = s.collection_id
+            """
+        )
+        cursor.execute("DROP TABLE staging")
+        out.write(f"  copied {len(corpus.texts)} chunks in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        cursor.execute(hnsw_definition)
+        out.write(f"  built the HNSW index in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        cursor.execute(gin_definition)
+        lexical.rebuild([int(c) for c in collection_ids])
+        cursor.execute("VACUUM ANALYZE")
+        out.write(
+            f"  built the GIN index and BM25 statistics in {time.perf_counter() - started:.1f} s"
+        )
+    return {"users": users, "collection_ids": collection_ids}
+
+
+def _queries(corpus: Corpus, count: int, seed: int) -> list[tuple[int, str, np.ndarray]]:
+    """(department, text, vector): half asked in the small department, half elsewhere. A
+    query is a perturbed chunk of the asker's department with words of its subject."""
+    rng = np.random.default_rng(seed + 1)
+    result = []
+    for q in range(count):
+        department = 0 if q % 2 == 0 else int(rng.integers(1, DEPARTMENTS))
+        target = int(rng.choice(np.flatnonzero(corpus.departments == department)))
+        vector = corpus.vectors[target] + 0.05 * rng.standard_normal(DIMENSIONS)
+        vector = (vector / np.linalg.norm(vector)).astype(np.float32)
+        own = corpus.texts[target].split()
+        topic = corpus.topics[corpus.clusters[target]]
+        words = [corpus.words[int(i)] for i in rng.choice(topic, 2)]
+        words += [*rng.choice(own, 3), corpus.words[int(rng.integers(0, 50))]]
+        result.append((department, " ".join(words), vector))
+    return result
+
+
+def _exact_top(corpus: Corpus, department: int, vector: np.ndarray) -> set[int]:
+    members = np.flatnonzero(corpus.departments == department)
+    distances = 1 - corpus.vectors[members] @ vector
+    best = members[np.argsort(distances, kind="stable")[:K]]
+    return {int(i) + 1 for i in best}  # chunk ids are row numbers + 1
+
+
+def run(n: int, params: Params, out: Any, *, queries: int, seed: int) -> dict[str, Any]:
+    out.write(f"synthetic: {n} chunks over {DEPARTMENTS} departments, one holding 1%")
+    started = time.perf_counter()
+    corpus = generate(n, seed)
+    out.write(f"  generated in {time.perf_counter() - started:.1f} s")
+    asked = _queries(corpus, queries, seed)
+    with scratch_database() as name:
+        out.write(f"  scratch database {name}")
+        loaded = _load(corpus, out)
+        users = loaded["users"]
+        for department, text, vector in asked[:20]:  # warm the caches
+            search(users[department], text, vector, k=K, params=params)
+        latencies: dict[bool, list[float]] = {True: [], False: []}
+        for department, text, vector in asked:
+            begun = time.perf_counter()
+            search(users[department], text, vector, k=K, params=params)
+            latencies[department == 0].append(1000 * (time.perf_counter() - begun))
+        recalls: dict[bool, list[float]] = {True: [], False: []}
+        dense_latencies = []
+        for department, _, vector in asked:
+            begun = time.perf_counter()
+            hits = search(users[department], "", vector, k=K, mode="dense", params=params)
+            dense_latencies.append(1000 * (time.perf_counter() - begun))
+            found = {h.chunk_id for h in hits}
+            exact = _exact_top(corpus, department, vector)
+            recalls[department == 0].append(len(found & exact) / K)
+        exhaustive = replace(params, bm25=replace(params.bm25, candidate_budget=10**12))
+        overlap = []
+        for department, text, vector in asked[: max(20, len(asked) // 4)]:
+            got = search(users[department], text, vector, k=K, mode="fulltext", params=params)
+            full = search(users[department], text, vector, k=K, mode="fulltext", params=exhaustive)
+            if full:
+                overlap.append(len({h.chunk_id for h in got} & {h.chunk_id for h in full}) / K)
+    everything = latencies[True] + latencies[False]
+    result = {
+        "chunks": n,
+        "queries": len(asked),
+        "p50_ms": round(float(np.percentile(everything, 50)), 2),
+        "p95_ms": round(float(np.percentile(everything, 95)), 2),
+        "p95_ms_small_department": round(float(np.percentile(latencies[True], 95)), 2),
+        "p95_ms_large_departments": round(float(np.percentile(latencies[False], 95)), 2),
+        "dense_p95_ms": round(float(np.percentile(dense_latencies, 95)), 2),
+        "recall_at_10": round(float(np.mean(recalls[True] + recalls[False])), 4),
+        "recall_at_10_small_department": round(float(np.mean(recalls[True])), 4),
+        "recall_at_10_large_departments": round(float(np.mean(recalls[False])), 4),
+        "bm25_top10_overlap_with_unbudgeted": round(float(np.mean(overlap)), 4),
+        "parameters": describe(params),
+    }
+    out.write(
+        f"hybrid query, access-filtered, k={K}: p50 {result['p50_ms']} ms, p95 "
+        f"{result['p95_ms']} ms (small department p95 {result['p95_ms_small_department']}, "
+        f"large {result['p95_ms_large_departments']}); dense alone p95 {result['dense_p95_ms']}"
+    )
+    out.write(
+        f"recall@10 against exact filtered search: {result['recall_at_10']} overall, "
+        f"{result['recall_at_10_small_department']} in the 1% department, "
+        f"{result['recall_at_10_large_departments']} in the others"
+    )
+    out.write(
+        "BM25 top 10 with the candidate budget vs without: "
+        f"{result['bm25_top10_overlap_with_unbudgeted']} overlap"
+    )
+    return result
