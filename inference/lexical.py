@@ -273,8 +273,7 @@ BM25_CANDIDATES = """
            sum(q.weight * t.tf * (%s + 1)
                / (t.tf + %s * (1 - %s + %s * lc.length / %s))) AS score
     FROM ingest_chunk c
-    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
-    JOIN inference_lexicalchunk lc ON lc.chunk_id = c.id
+    JOIN inference_lexicalchunk lc ON lc.chunk_id = c.id  -- only live chunks have one
     CROSS JOIN LATERAL (
         SELECT e.lexeme, greatest(cardinality(e.positions), 1) AS tf
         FROM unnest(ts_filter(setweight(setweight(c.search_vector, 'D'), 'A', %s::text[]),

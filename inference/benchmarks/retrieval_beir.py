@@ -31,11 +31,7 @@ from inference.benchmarks.retrieval import MODES, describe, scratch_reader
 from inference.retrieval import Mode, Params, search
 from ingest.chunking import ChunkDraft
 from ingest.models import Collection, Document, Status
-
-try:  # the pipeline's chunk writer (ingest.stages since the ingestion rework)
-    from ingest.stages import insert as insert_chunks
-except ImportError:  # pragma: no cover - before it
-    from ingest.pipeline import _insert as insert_chunks
+from ingest.stages import insert as insert_chunks
 
 SECTION_LIMIT = 300  # ingest_chunk.section is a varchar(300)
 
