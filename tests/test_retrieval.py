@@ -1,0 +1,202 @@
+"""Hybrid search (inference/retrieval.py): the access filter holds on the lexical side as on
+the dense side, scores come only from what the person may read, every hit carries its
+cosine similarity for the relevance floor, each collection is searched in its own
+language, the plan follows the scope's size, and the query count is pinned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from inference import lexical
+from inference.retrieval import Params, search
+from ingest import actions, embedding
+from ingest.models import Document
+from tests.test_lexical import published, unit_vectors
+
+pytestmark = pytest.mark.django_db
+
+EXHAUSTIVE = lexical.Bm25(candidate_budget=10**9)
+
+
+def ask(user: Any, text: str, *, mode: str = "hybrid", k: int = 5, **kwargs: Any) -> list[Any]:
+    (vector,) = embedding.embed([text])
+    return search(user, text, vector, k=k, mode=mode, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def library(people: Any) -> dict[str, Any]:
+    hr = actions.create_collection(people.carol, "HR policies", people.hr)
+    finance = actions.create_collection(people.carol, "Budgets", people.finance)
+    canary = published(hr, ["The secret canary phrase is purple elephant zanzibarite."])
+    budget = published(finance, ["The travel budget for 2026 is 40,000 euros."])
+    return {"hr": hr, "finance": finance, "canary": canary, "budget": budget}
+
+
+def documents(hits: list[Any]) -> set[int]:
+    return {h.document_id for h in hits}
+
+
+def test_lexical_side_never_returns_another_departments_chunk(
+    people: Any, library: dict[str, Any]
+) -> None:
+    question = "zanzibarite purple elephant"
+    assert documents(ask(people.alice, question, mode="fulltext")) == {library["canary"].pk}
+    for outsider in (people.bob, people.oscar, people.dave, people.erin):
+        assert ask(outsider, question, mode="fulltext") == []
+        assert library["canary"].pk not in documents(ask(outsider, question))
+    # A forged narrowing only ever narrows.
+    for mode in ("fulltext", "hybrid", "dense"):
+        assert ask(people.bob, question, mode=mode, narrow_to=[library["hr"].pk]) == []
+    assert documents(
+        ask(people.bob, question, narrow_to=[library["hr"].pk, library["finance"].pk])
+    ) == {library["budget"].pk}
+
+
+def test_sharing_opens_the_lexical_side_and_unsharing_closes_it(
+    people: Any, library: dict[str, Any]
+) -> None:
+    actions.share_collection(people.carol, library["hr"], people.finance)
+    assert library["canary"].pk in documents(ask(people.bob, "zanzibarite", mode="fulltext"))
+    actions.unshare_collection(people.carol, library["hr"], people.finance)
+    assert ask(people.bob, "zanzibarite", mode="fulltext") == []
+
+
+def test_statistics_of_unreadable_collections_do_not_shape_a_persons_scores(
+    people: Any,
+) -> None:
+    mine = actions.create_collection(people.carol, "Mine", people.finance, language="simple")
+    published(mine, ["ledger ledger audit", "audit trail", "quarterly report"])
+    params = Params(bm25=EXHAUSTIVE)
+    vector = unit_vectors(1)[0]
+    before = search(people.bob, "ledger audit", vector, k=5, mode="fulltext", params=params)
+    # HR's collection is full of "audit": it would lower the word's IDF if it counted.
+    theirs = actions.create_collection(people.carol, "Theirs", people.hr, language="simple")
+    published(theirs, ["audit audit", "audit again", "more audit", "audit"])
+    after = search(people.bob, "ledger audit", vector, k=5, mode="fulltext", params=params)
+    assert [(h.chunk_id, h.bm25) for h in after] == [(h.chunk_id, h.bm25) for h in before]
+
+
+def directions(*cosines: float) -> tuple[np.ndarray, np.ndarray]:
+    """A query vector and one chunk vector per cosine, each at that similarity to it."""
+    basis = np.linalg.qr(np.random.default_rng(1).standard_normal((384, 384)))[0].T
+    query = basis[0]
+    chunks = [c * basis[0] + np.sqrt(1 - c * c) * basis[i + 1] for i, c in enumerate(cosines)]
+    return query.astype(np.float32), np.array(chunks, dtype=np.float32)
+
+
+def test_every_hit_carries_its_cosine_similarity_even_when_only_bm25_found_it(
+    people: Any,
+) -> None:
+    notes = actions.create_collection(people.carol, "Notes", people.hr)
+    texts = ["Minutes of the budget meeting.", "Minutes of the hiring meeting.", "A quokka."]
+    query, vectors = directions(0.9, 0.8, 0.1)
+    document = published(notes, texts, vectors)
+    # One candidate from each ranking: the nearest chunk, and the only one saying "quokka".
+    hits = search(people.alice, "quokka", query, k=2, params=Params(depth=1, bm25=EXHAUSTIVE))
+    found = {h.text: h for h in hits}
+    assert (found[texts[2]].dense_rank, found[texts[2]].lexical_rank) == (None, 1)
+    assert (found[texts[0]].dense_rank, found[texts[0]].lexical_rank) == (1, None)
+    for text, cosine in ((texts[0], 0.9), (texts[2], 0.1)):
+        assert found[text].document_id == document.pk
+        assert found[text].score == pytest.approx(cosine, abs=1e-5)
+
+
+def test_a_chunk_both_rankings_agree_on_comes_first(people: Any) -> None:
+    notes = actions.create_collection(people.carol, "Mixed", people.hr)
+    texts = [
+        "Employees receive paid vacation every year.",  # second in both rankings
+        "The cafeteria serves lunch.",  # first by meaning only
+        "Paid vacation: employees, vacation, vacation, paid vacation.",  # first by words only
+    ]
+    query, vectors = directions(0.8, 0.9, 0.2)
+    published(notes, texts, vectors)
+    hits = search(people.alice, "paid vacation for employees", query, k=2, params=Params(depth=2))
+    assert (hits[0].text, hits[0].dense_rank, hits[0].lexical_rank) == (texts[0], 2, 2)
+    assert [h.fused for h in hits] == sorted((h.fused for h in hits), reverse=True)
+
+
+def test_each_collection_is_searched_with_its_own_language(people: Any) -> None:
+    german = actions.create_collection(people.carol, "Intern", people.hr, language="german")
+    english = actions.create_collection(people.carol, "Internal", people.hr)
+    haus = published(german, ["Die Häuser der Stadt wurden im Sommer renoviert."])
+    published(english, ["The houses of the town were painted in spring."])
+    # German stemming maps "Haus" and "Häuser" to one lexeme; English never would.
+    hits = ask(people.alice, "Haus", mode="fulltext")
+    assert documents(hits) == {haus.pk}
+    hits = ask(people.alice, "house", mode="fulltext")
+    assert haus.pk not in documents(hits) and len(hits) == 1
+
+
+def _plan_of_last_search(user: Any, params: Params) -> str:
+    vector = unit_vectors(1)[0]
+    with CaptureQueriesContext(connection) as captured:
+        search(user, "", vector, k=3, mode="dense", params=params)
+    ranking = next(q["sql"] for q in captured.captured_queries if "dense AS" in q["sql"])
+    settings = next(q["sql"] for q in captured.captured_queries if "set_config" in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute(settings)
+        cursor.execute("EXPLAIN " + ranking)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_small_scopes_are_read_exactly_and_large_ones_through_the_hnsw_index(
+    people: Any,
+) -> None:
+    notes = actions.create_collection(people.carol, "Plans", people.hr)
+    published(notes, [f"note number {i}" for i in range(30)])
+    exact = _plan_of_last_search(people.alice, Params(exact_scan_max_chunks=30))
+    assert "chunk_embedding_hnsw" not in exact
+    approximate = _plan_of_last_search(people.alice, Params(exact_scan_max_chunks=29))
+    assert "chunk_embedding_hnsw" in approximate
+    vector = unit_vectors(1, seed=5)[0]
+    both = [
+        [h.chunk_id for h in search(people.alice, "", vector, k=5, mode="dense", params=p)]
+        for p in (Params(exact_scan_max_chunks=30), Params(exact_scan_max_chunks=0))
+    ]
+    assert both[0] == both[1]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "fulltext"])
+def test_retrieval_path_runs_a_fixed_number_of_queries(
+    people: Any, library: dict[str, Any], django_assert_num_queries: Any, mode: str
+) -> None:
+    (vector,) = embedding.embed(["secret canary phrase"])
+    # savepoint, planner settings, scope statistics, ranking, release: whatever the scope
+    with django_assert_num_queries(5):
+        hits = search(people.alice, "secret canary phrase", vector, k=5, mode=mode)
+    assert documents(hits) == {library["canary"].pk}
+    # Full text over a scope that holds none of the words needs no ranking query.
+    with django_assert_num_queries(4 if mode == "fulltext" else 5):
+        search(people.bob, "secret canary phrase", vector, k=5, mode=mode)
+
+
+def test_nothing_readable_means_no_hits_and_no_ranking_query(
+    people: Any, library: dict[str, Any], django_assert_num_queries: Any
+) -> None:
+    with django_assert_num_queries(4):  # savepoint, settings, scope statistics, release
+        assert ask(people.oscar, "secret canary phrase") == []
+
+
+def test_a_deleted_document_is_gone_from_both_rankings_at_once(
+    people: Any, library: dict[str, Any]
+) -> None:
+    actions.delete_document(people.carol, library["canary"])
+    for mode in ("hybrid", "dense", "fulltext"):
+        assert library["canary"].pk not in documents(
+            ask(people.alice, "secret canary zanzibarite", mode=mode)
+        )
+    assert not Document.objects.filter(pk=library["canary"].pk).exists()
+
+
+def test_unknown_words_leave_the_dense_ranking_alone(people: Any, library: dict[str, Any]) -> None:
+    question = "qwxzv plorkt"
+    (vector,) = embedding.embed([question])
+    hybrid = search(people.alice, question, vector, k=5)
+    dense = search(people.alice, question, vector, k=5, mode="dense")
+    assert [h.chunk_id for h in hybrid] == [h.chunk_id for h in dense]
+    assert all(h.bm25 is None for h in hybrid)
