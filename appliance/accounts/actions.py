@@ -91,7 +91,9 @@ def change_role(actor: Any, membership: Membership, role: str) -> bool:
     if role not in Role.values:
         raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
     with transaction.atomic():
-        locked = Membership.objects.select_for_update().select_related("user", "department")
+        locked = Membership.objects.select_for_update(of=("self",)).select_related(
+            "user", "department"
+        )
         current = locked.filter(pk=membership.pk).first()
         if current is None or current.role == role:
             return False
