@@ -19,7 +19,7 @@ from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, events, prompts
 from inference.models import Citation, Question, QuestionStatus
-from inference.retrieval import Hit, dense_search
+from inference.retrieval import Hit, search
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,13 @@ def _answer(question: Question, started: float) -> str:
     for query in queries:
         question.search_query = query
         (vector,) = embed([query])
-        hits = dense_search(
-            question.user, vector, k=settings.RETRIEVAL_TOP_K, narrow_to=question.scope or None
+        hits = search(
+            question.user,
+            query,
+            vector,
+            k=settings.RETRIEVAL_TOP_K,
+            narrow_to=question.scope or None,
+            mode=settings.RETRIEVAL_MODE,
         )
         relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
         if relevant:
