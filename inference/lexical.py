@@ -295,7 +295,7 @@ class Bm25:
     b: float = 0.75
     # Postings (summed document frequencies) the candidate lexemes may reach; see
     # ``candidate_terms``.
-    candidate_budget: int = 20000
+    candidate_budget: int = 1000
 
 
 def bm25_candidates(

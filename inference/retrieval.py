@@ -59,7 +59,7 @@ class Params:
     """How ``search`` ranks; the defaults come from settings (see README, Configuration)."""
 
     depth: int = 40  # candidates taken from each ranking before fusion
-    rrf_k: float = 60.0
+    rrf_k: float = 20.0
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     bm25: lexical.Bm25 = field(default_factory=lexical.Bm25)
