@@ -248,16 +248,19 @@ def tsquery_literal(lexemes: list[str]) -> str:
     return " | ".join(quoted)
 
 
-def candidate_terms(terms: list[tuple[str, int, int]], budget: int) -> list[str]:
-    """The lexemes whose chunks are scored: all of them while their postings together stay
-    within ``budget``; past it, the rarest first (always at least one), since a chunk that
-    holds only the commonest lexemes of a question scores too low to matter. Every lexeme
-    still adds to the score of the chunks found."""
+def candidate_terms(
+    terms: list[tuple[str, int, int]], budget: int, *, common: int | None = None
+) -> list[str]:
+    """The lexemes whose chunks are scored, rarest first (always at least one): all of them
+    while their postings together stay within ``budget``, leaving out any found in more than
+    ``common`` chunks. A chunk that holds only a question's commonest lexemes scores too low
+    to reach the top (their IDF is small); every lexeme still adds to the score of the
+    chunks that are found, so the scores themselves are exact BM25."""
     present = sorted((t for t in terms if t[2] > 0), key=lambda t: (t[2], t[0]))
     chosen: list[str] = []
     postings = 0
     for lexeme, _, frequency in present:
-        if chosen and postings + frequency > budget:
+        if chosen and (postings + frequency > budget or (common and frequency > common)):
             break
         chosen.append(lexeme)
         postings += frequency
@@ -293,9 +296,10 @@ BM25_CANDIDATES = """
 class Bm25:
     k1: float = 1.2
     b: float = 0.75
-    # Postings (summed document frequencies) the candidate lexemes may reach; see
-    # ``candidate_terms``.
+    # Postings (summed document frequencies) the candidate lexemes may reach, and the share
+    # of the scope's chunks above which a lexeme finds no candidates; see ``candidate_terms``.
     candidate_budget: int = 1000
+    common_share: float = 0.05
 
 
 def bm25_candidates(
@@ -303,7 +307,8 @@ def bm25_candidates(
 ) -> tuple[str, list[Any]] | None:
     """SQL and parameters of the group's BM25 top ``depth``; None when no lexeme of the
     question occurs in the group."""
-    candidates = candidate_terms(group.terms, bm25.candidate_budget)
+    common = int(bm25.common_share * group.chunk_count) if bm25.common_share < 1 else None
+    candidates = candidate_terms(group.terms, bm25.candidate_budget, common=common)
     if not candidates:
         return None
     lexemes = [lexeme for lexeme, _, frequency in group.terms if frequency > 0]

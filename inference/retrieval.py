@@ -77,6 +77,7 @@ class Params:
                 k1=settings.RETRIEVAL_BM25_K1,
                 b=settings.RETRIEVAL_BM25_B,
                 candidate_budget=settings.RETRIEVAL_LEXICAL_BUDGET,
+                common_share=settings.RETRIEVAL_LEXICAL_COMMON_SHARE,
             ),
             ef_search=settings.RETRIEVAL_HNSW_EF_SEARCH,
             exact_scan_max_chunks=settings.RETRIEVAL_EXACT_SCAN_MAX_CHUNKS,

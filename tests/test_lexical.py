@@ -149,7 +149,7 @@ def test_bm25_scores_equal_textbook_bm25_computed_in_python(
     document = published(fruit, CORPUS)
     chunk_of = dict(Chunk.objects.filter(document=document).values_list("pk", "ordinal"))
     question = "apple durian grape unknownword"
-    params = Params(bm25=lexical.Bm25(k1=k1, b=b, candidate_budget=10**9))
+    params = Params(bm25=lexical.Bm25(k1=k1, b=b, candidate_budget=10**9, common_share=1))
     hits = search(people.alice, question, unit_vectors(1)[0], k=10, mode="fulltext", params=params)
     expected = textbook_bm25(CORPUS, question.split(), k1, b)
     got = {chunk_of[h.chunk_id]: h.bm25 for h in hits}
@@ -270,6 +270,9 @@ def test_candidate_lexemes_are_the_rarest_within_the_budget() -> None:
     # The rarest lexeme is always a candidate, even past the budget.
     assert lexical.candidate_terms(terms, budget=1) == ["rare"]
     assert lexical.candidate_terms([("absent", 1, 0)], budget=100) == []
+    # Past a share of the scope, a lexeme finds no candidates of its own.
+    assert lexical.candidate_terms(terms, budget=10_000, common=100) == ["rare", "middle"]
+    assert lexical.candidate_terms([("common", 1, 900)], budget=10, common=100) == ["common"]
 
 
 @pytest.mark.usefixtures("live_db")

@@ -20,7 +20,7 @@ from tests.test_lexical import published, unit_vectors
 
 pytestmark = pytest.mark.django_db
 
-EXHAUSTIVE = lexical.Bm25(candidate_budget=10**9)
+EXHAUSTIVE = lexical.Bm25(candidate_budget=10**9, common_share=1)
 
 
 def ask(user: Any, text: str, *, mode: str = "hybrid", k: int = 5, **kwargs: Any) -> list[Any]:

@@ -39,6 +39,7 @@ def add_arguments(parser: CommandParser) -> None:
     tuning.add_argument("--lexical-weight", type=float)
     tuning.add_argument("--depth", type=int, help="candidates per ranking before fusion")
     tuning.add_argument("--budget", type=int, help="BM25 candidate postings budget")
+    tuning.add_argument("--common-share", type=float, help="BM25: no candidates from lexemes above")
     tuning.add_argument("--ef-search", type=int)
     tuning.add_argument("--exact-max", type=int, help="largest scope read without the index")
 
@@ -52,6 +53,8 @@ def params_from(options: dict[str, Any]) -> Params:
         bm25 = replace(bm25, b=options["b"])
     if options.get("budget") is not None:
         bm25 = replace(bm25, candidate_budget=options["budget"])
+    if options.get("common_share") is not None:
+        bm25 = replace(bm25, common_share=options["common_share"])
     changes = {
         field: options[option]
         for option, field in (

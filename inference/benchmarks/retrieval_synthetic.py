@@ -277,7 +277,9 @@ def run(n: int, params: Params, out: Any, *, queries: int, seed: int) -> dict[st
             exact = _exact_top(corpus, department, vector)
             recalls[department == 0].append(len(found & exact) / K)
         reference = _reference_exact_scan(asked, loaded["collection_ids"][0])
-        exhaustive = replace(params, bm25=replace(params.bm25, candidate_budget=10**12))
+        exhaustive = replace(
+            params, bm25=replace(params.bm25, candidate_budget=10**12, common_share=1.0)
+        )
         overlap = []
         for department, text, vector in asked[: max(20, len(asked) // 4)]:
             got = search(users[department], text, vector, k=K, mode="fulltext", params=params)
