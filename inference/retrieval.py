@@ -242,7 +242,10 @@ def search(
     vector = _vector_literal(query_vector)
     text = query_text if mode != "dense" else ""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_PLANNER_SETTINGS, [str(max(params.ef_search, k))])
+        # The graph search list must be well beyond the candidates wanted, or a deep list
+        # (a benchmark's k=100) loses recall.
+        ef_search = max(params.ef_search, 2 * max(params.depth, k))
+        cursor.execute(_PLANNER_SETTINGS, [str(ef_search)])
         groups = _scope_groups(cursor, scope, scope_params, text)
         if not groups:
             return []
