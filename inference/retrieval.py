@@ -22,7 +22,8 @@ are found.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -52,6 +53,7 @@ class Hit:
     bm25: float | None = None
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    rerank: float | None = None  # the cross-encoder's score, when one is configured
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Params:
     bm25: lexical.Bm25 = field(default_factory=lexical.Bm25)
     ef_search: int = 100
     exact_scan_max_chunks: int = 5000
+    reranker: str = ""  # a sentence-transformers cross-encoder folder; empty: none
+    rerank_depth: int = 20  # fused candidates the cross-encoder reorders
 
     @classmethod
     def from_settings(cls) -> Params:
@@ -81,6 +85,8 @@ class Params:
             ),
             ef_search=settings.RETRIEVAL_HNSW_EF_SEARCH,
             exact_scan_max_chunks=settings.RETRIEVAL_EXACT_SCAN_MAX_CHUNKS,
+            reranker=settings.RERANKER_MODEL_PATH,
+            rerank_depth=settings.RETRIEVAL_RERANK_DEPTH,
         )
 
 
@@ -238,13 +244,15 @@ def search(
     removes collections from what the person may read.
     """
     params = params or Params.from_settings()
+    rerank = bool(params.reranker and query_text.strip())
+    wanted = max(k, params.rerank_depth) if rerank else k
     scope, scope_params = scope_sql(user, narrow_to)
     vector = _vector_literal(query_vector)
     text = query_text if mode != "dense" else ""
     with transaction.atomic(), connection.cursor() as cursor:
         # The graph search list must be well beyond the candidates wanted, or a deep list
         # (a benchmark's k=100) loses recall.
-        ef_search = max(params.ef_search, 2 * max(params.depth, k))
+        ef_search = max(params.ef_search, 2 * max(params.depth, wanted))
         cursor.execute(_PLANNER_SETTINGS, [str(ef_search)])
         groups = _scope_groups(cursor, scope, scope_params, text)
         if not groups:
@@ -256,13 +264,13 @@ def search(
             scope=scope,
             scope_params=scope_params,
             params=params,
-            k=k,
+            k=wanted,
         )
         if not sql:
             return []
         cursor.execute(sql, args)
         rows = cursor.fetchall()
-    return [
+    hits = [
         Hit(
             *row[:7],
             score=float(row[7]),
@@ -273,6 +281,25 @@ def search(
         )
         for row in rows
     ]
+    return _reranked(params.reranker, query_text, hits)[:k] if rerank else hits
+
+
+@cache
+def _cross_encoder(path: str) -> Any:
+    """Loaded once per process, from disk only (answer workers call this, never the web)."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(path, device="cpu", local_files_only=True)
+
+
+def _reranked(path: str, query_text: str, hits: list[Hit]) -> list[Hit]:
+    """The fused candidates reordered by a cross-encoder reading question and passage
+    together; the cosine score (and so the relevance floor) is left as it was."""
+    if not hits:
+        return hits
+    scores = np.asarray(_cross_encoder(path).predict([(query_text, h.text) for h in hits]))
+    order = np.argsort(-scores.astype(float), kind="stable")  # ties keep the fused order
+    return [replace(hits[i], rerank=float(scores[i])) for i in order]
 
 
 def dense_search(

@@ -5,10 +5,13 @@ language, the plan follows the scope's size, and the query count is pinned."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -200,3 +203,48 @@ def test_unknown_words_leave_the_dense_ranking_alone(people: Any, library: dict[
     dense = search(people.alice, question, vector, k=5, mode="dense")
     assert [h.chunk_id for h in hybrid] == [h.chunk_id for h in dense]
     assert all(h.bm25 is None for h in hybrid)
+
+
+def tiny_cross_encoder(folder: Path) -> Path:
+    """A stand-in cross-encoder: a one-layer BERT with random weights and the embedding
+    model's own tokenizer (no real reranker can be downloaded here)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    source = Path(settings.EMBEDDING_MODEL_PATH)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    return folder
+
+
+def test_a_configured_cross_encoder_reorders_the_fused_candidates(
+    people: Any, tmp_path: Path
+) -> None:
+    from sentence_transformers import CrossEncoder
+
+    notes = actions.create_collection(people.carol, "Reranked", people.hr)
+    texts = [f"Travel policy note {i}: trains, flights and hotel budgets." for i in range(8)]
+    published(notes, texts, embedding.embed(texts))
+    reranker = str(tiny_cross_encoder(tmp_path / "reranker"))
+    question = "travel budget for hotels"
+    (vector,) = embedding.embed([question])
+    fused = search(people.alice, question, vector, k=8)
+    reranked = search(
+        people.alice, question, vector, k=3, params=Params(reranker=reranker, rerank_depth=8)
+    )
+    scores = CrossEncoder(reranker, device="cpu").predict([(question, h.text) for h in fused])
+    expected = [fused[i].chunk_id for i in np.argsort(-np.asarray(scores), kind="stable")[:3]]
+    assert [h.chunk_id for h in reranked] == expected
+    assert expected != [h.chunk_id for h in fused[:3]]  # the reranker did change the order
+    cosine = {h.chunk_id: h.score for h in fused}
+    assert all(h.score == cosine[h.chunk_id] and h.rerank is not None for h in reranked)
