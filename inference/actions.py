@@ -74,7 +74,7 @@ def _queue(question: Question) -> None:
     from inference.answering import queue_position
     from inference.tasks import answer_question
 
-    events.publish(question.pk, "queued", queue_position(question))
+    events.publish(question, "queued", queue_position(question))
     answer_question.delay(question.pk)
 
 
@@ -82,5 +82,5 @@ def cancel(user: Any, question: Question) -> None:
     """Stop generation within a token; a queued question is never started."""
     if question.is_final:
         return
-    events.request_cancel(question.pk)
+    events.request_cancel(question)
     Question.objects.filter(pk=question.pk).update(cancel_requested=True)

@@ -51,7 +51,7 @@ def answer(question_id: int) -> str:
         return "skipped"
     started = time.monotonic()
     try:
-        with _Alive(question.pk):
+        with _Alive(question):
             return _answer(question, started)
     except Exception as exc:
         log.exception("answering question %s failed", question_id)
@@ -64,17 +64,17 @@ class _Alive:
     big model on a CPU reads for many seconds before its first token) is never taken for a
     dead worker; the signal stops only when the process does."""
 
-    def __init__(self, question_id: int) -> None:
-        self.question_id = question_id
+    def __init__(self, question: Question) -> None:
+        self.question = question
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="alive", daemon=True)
 
     def _run(self) -> None:
         while True:
             try:
-                events.mark_alive(self.question_id)
+                events.mark_alive(self.question)
             except Exception:
-                log.warning("could not signal that question %s is alive", self.question_id)
+                log.warning("could not signal that question %s is alive", self.question.pk)
             if self.stop.wait(events.ALIVE_SECONDS / 4):
                 return
 
@@ -91,7 +91,7 @@ def _answer(question: Question, started: float) -> str:
     from inference.llm.backend import GenerationStats, get_model
     from ingest.embedding import embed
 
-    if events.cancel_requested(question.pk):
+    if events.cancel_requested(question):
         return _finish(
             question, "", [], [], conversation.Thread(), started, grounded=None, stopped=True
         )
@@ -118,13 +118,13 @@ def _answer(question: Question, started: float) -> str:
         if relevant:
             break
     if not relevant:
-        events.publish(question.pk, "sources", {"sources": []})
-        events.publish(question.pk, "token", {"text": prompts.NOT_FOUND})
+        events.publish(question, "sources", {"sources": []})
+        events.publish(question, "token", {"text": prompts.NOT_FOUND})
         return _finish(question, prompts.NOT_FOUND, hits, [], thread, started, grounded=False)
 
     packed = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
     sources, listed, again = thread.number(packed)
-    events.publish(question.pk, "sources", {"sources": [_source_json(s) for s in sources]})
+    events.publish(question, "sources", {"sources": [_source_json(s) for s in sources]})
     # Earlier turns go first, word for word as the model read them, so the KV cache of the
     # conversation so far is reused and only the new turn is read; a passage the model has
     # already read in this conversation is named by its number, not repeated. The oldest
@@ -147,7 +147,7 @@ def _answer(question: Question, started: float) -> str:
     reasoning_parts: list[str] = []
 
     def should_stop() -> bool:
-        return events.cancel_requested(question.pk)
+        return events.cancel_requested(question)
 
     # Tokens go out as they come, but at most one event per TOKEN_EVENT_SECONDS: on a small
     # host every event wakes the web process and the browser, which steals time from the
@@ -158,7 +158,7 @@ def _answer(question: Question, started: float) -> str:
     def flush() -> None:
         nonlocal last_sent
         if unsent:
-            events.publish(question.pk, "token", {"text": "".join(unsent)})
+            events.publish(question, "token", {"text": "".join(unsent)})
             unsent.clear()
             last_sent = time.monotonic()
 
@@ -306,7 +306,7 @@ def _finish(
         )
         transaction.on_commit(
             lambda: events.publish(
-                question.pk,
+                question,
                 "done",
                 {
                     "answer": text,
@@ -333,9 +333,7 @@ def finish_with_error(question: Question, message: str) -> None:
                 obj=question,
                 details={"error": message, "model": settings.LLM_SPEC.name},
             )
-            transaction.on_commit(
-                lambda: events.publish(question.pk, "error", {"message": message})
-            )
+            transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
 
 
 def queue_position(question: Question) -> dict[str, int]:
@@ -353,9 +351,9 @@ def announce_queue_positions(limit: int = 200) -> None:
     """Tell every waiting question its new place when the line moves."""
     running = Question.objects.filter(status=QuestionStatus.RUNNING).count()
     waiting = Question.objects.filter(status=QuestionStatus.QUEUED).order_by("created_at", "id")
-    for index, question_id in enumerate(waiting.values_list("pk", flat=True)[:limit]):
+    for index, question in enumerate(waiting.only("pk", "created_at")[:limit]):
         ahead = running + index
-        events.publish(question_id, "queued", {"position": ahead + 1, "ahead": ahead})
+        events.publish(question, "queued", {"position": ahead + 1, "ahead": ahead})
 
 
 def reconcile() -> int:
@@ -368,7 +366,7 @@ def reconcile() -> int:
     for question in Question.objects.select_related("user").filter(
         status=QuestionStatus.RUNNING, started_at__lt=now - timedelta(seconds=events.ALIVE_SECONDS)
     ):
-        if not events.client().exists(events.alive_key(question.pk)):
+        if not events.is_alive(question):
             finish_with_error(question, WORKER_LOST)
             touched += 1
     if events.client().llen("answer") == 0:

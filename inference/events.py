@@ -9,8 +9,9 @@ left off. Streams expire after ``ANSWER_EVENTS_TTL_SECONDS``; the database keeps
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -20,16 +21,28 @@ FINAL_EVENTS = ("done", "error")
 ALIVE_SECONDS = 20
 
 
-def stream_key(question_id: int) -> str:
-    return f"appliance:answer:{question_id}:events"
+class Asked(Protocol):
+    pk: Any
+    created_at: datetime
 
 
-def alive_key(question_id: int) -> str:
-    return f"appliance:answer:{question_id}:alive"
+def _name(question: Asked) -> str:
+    """The question's id and the moment it was asked. The id alone is not enough: after a
+    database restore hands an id out again, a stream still in Redis would replay someone
+    else's answer to the new asker."""
+    return f"{question.pk}:{int(question.created_at.timestamp() * 1_000_000)}"
 
 
-def cancel_key(question_id: int) -> str:
-    return f"appliance:answer:{question_id}:cancel"
+def stream_key(question: Asked) -> str:
+    return f"appliance:answer:{_name(question)}:events"
+
+
+def alive_key(question: Asked) -> str:
+    return f"appliance:answer:{_name(question)}:alive"
+
+
+def cancel_key(question: Asked) -> str:
+    return f"appliance:answer:{_name(question)}:cancel"
 
 
 # redis-py gives up on a socket read after 5 s by default, which a blocking XREAD that waits
@@ -52,8 +65,8 @@ def async_client() -> aioredis.Redis:
     )
 
 
-def publish(question_id: int, event: str, data: dict[str, Any] | None = None) -> str:
-    key = stream_key(question_id)
+def publish(question: Asked, event: str, data: dict[str, Any] | None = None) -> str:
+    key = stream_key(question)
     pipe = client().pipeline(transaction=False)
     pipe.xadd(key, {"event": event, "data": json.dumps(data or {}, ensure_ascii=False)})
     pipe.expire(key, settings.ANSWER_EVENTS_TTL_SECONDS)
@@ -66,20 +79,24 @@ def decode(entry: tuple[str, dict[str, str]]) -> tuple[str, str, dict[str, Any]]
     return entry_id, fields.get("event", "message"), json.loads(fields.get("data") or "{}")
 
 
-def read(question_id: int, after: str = "0-0", block_ms: int = 0) -> list[tuple[str, str, dict]]:
-    response = client().xread({stream_key(question_id): after}, block=block_ms or None)
+def read(question: Asked, after: str = "0-0", block_ms: int = 0) -> list[tuple[str, str, dict]]:
+    response = client().xread({stream_key(question): after}, block=block_ms or None)
     if not response:
         return []
     return [decode(entry) for entry in response[0][1]]
 
 
-def mark_alive(question_id: int) -> None:
-    client().set(alive_key(question_id), "1", ex=ALIVE_SECONDS)
+def mark_alive(question: Asked) -> None:
+    client().set(alive_key(question), "1", ex=ALIVE_SECONDS)
 
 
-def request_cancel(question_id: int) -> None:
-    client().set(cancel_key(question_id), "1", ex=settings.ANSWER_EVENTS_TTL_SECONDS)
+def is_alive(question: Asked) -> bool:
+    return bool(client().exists(alive_key(question)))
 
 
-def cancel_requested(question_id: int) -> bool:
-    return bool(client().exists(cancel_key(question_id)))
+def request_cancel(question: Asked) -> None:
+    client().set(cancel_key(question), "1", ex=settings.ANSWER_EVENTS_TTL_SECONDS)
+
+
+def cancel_requested(question: Asked) -> bool:
+    return bool(client().exists(cancel_key(question)))

@@ -315,19 +315,18 @@ def _ask_for_the_canary(people: Any, canary: Canary, who: str) -> None:
             _assert_no_canary(_body(response), f"{who} {url}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG in inference/events.py (not ours to change): answer streams are keyed by the "
-    "question id alone and live for APPLIANCE_ANSWER_EVENTS_TTL_SECONDS, so after a database "
-    "restore or reset reuses an id, the new asker's event stream replays the old answer.",
-)
 def test_a_reused_question_id_does_not_replay_someone_elses_answer_stream(
     people: Any, canary: Canary
 ) -> None:
     reused = canary.question.pk
+    assert events.read(canary.question), "alice's answer stream is still in Redis"
     # A database restore: alice's question is gone and the id sequence hands it out again.
     Question.objects.filter(pk=reused).delete()
-    bobs = Question.objects.create(pk=reused, user=people.bob, text="my own question")
+    bobs = Question.objects.create(
+        pk=reused, user=people.bob, text="my own question", status="done",
+        answer="my own answer", grounded=False,
+    )
+    assert events.read(bobs) == []
     body = _body(_client(people.bob).get(f"/api/v1/questions/{bobs.pk}/events"))
+    assert b"my own answer" in body
     _assert_no_canary(body, "bob's stream for a reused question id")

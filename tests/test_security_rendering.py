@@ -158,12 +158,12 @@ def test_a_poisoned_answer_loads_nothing_from_elsewhere_in_a_real_browser(
     )
     # A question still being answered: the page streams it through answer.js.
     live = Question.objects.create(user=people.alice, text="Live?", status=QuestionStatus.RUNNING)
-    events.client().delete(events.stream_key(live.pk))
+    events.client().delete(events.stream_key(live))
     source = {"n": 1, "document_id": document.pk, "chunk_id": chunk.pk, "title": HOSTILE}
-    events.publish(live.pk, "sources", {"sources": [{**source, "page": 1, "snippet": HOSTILE}]})
+    events.publish(live, "sources", {"sources": [{**source, "page": 1, "snippet": HOSTILE}]})
     for piece in (HOSTILE[:40], HOSTILE[40:]):
-        events.publish(live.pk, "token", {"text": piece})
-    events.publish(live.pk, "done", {"answer": HOSTILE + " [1]", "grounded": True, "cited": [1]})
+        events.publish(live, "token", {"text": piece})
+    events.publish(live, "done", {"answer": HOSTILE + " [1]", "grounded": True, "cited": [1]})
     _sign_in(page, live_server, people.alice)
 
     for question in (stored, live):

@@ -60,7 +60,7 @@ def _check_stalled(question_id: int) -> None:
     question = Question.objects.select_related("user").filter(pk=question_id).first()
     if question is None or question.status != QuestionStatus.RUNNING:
         return
-    if events.client().exists(events.alive_key(question_id)):
+    if events.is_alive(question):
         return
     started = question.started_at or question.created_at
     if (timezone.now() - started).total_seconds() > events.ALIVE_SECONDS:
@@ -82,7 +82,7 @@ async def question_events(request: HttpRequest, question_id: int) -> HttpRespons
 
     async def stream() -> AsyncIterator[str]:
         redis = events.async_client()
-        key = events.stream_key(question_id)
+        key = events.stream_key(question)
         after = last_id
         try:
             if not await redis.exists(key):

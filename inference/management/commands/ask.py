@@ -38,7 +38,7 @@ class Command(BaseCommand):
         deadline_ms = int(options["timeout"]) * 1000  # type: ignore[call-overload]
         waited = 0
         while waited < deadline_ms:
-            batch = events.read(question.pk, after, block_ms=1000)
+            batch = events.read(question, after, block_ms=1000)
             if not batch:
                 waited += 1000
                 continue
