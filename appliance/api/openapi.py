@@ -236,10 +236,15 @@ SCHEMA: dict[str, Any] = {
         "/audit/events": {
             "get": {
                 "summary": "Export the audit log (auditors only)",
+                "description": "The export is signed: the X-Audit-Manifest response header "
+                "holds its manifest (filters, row count, first and last hash, SHA-256 of the "
+                "body, Ed25519 signature), or bundle=zip returns the file and its manifest "
+                "together. Check it offline with `manage.py audit_verify`.",
                 "parameters": [
                     {"name": n, "in": "query", "schema": {"type": "string"}}
                     for n in ("since", "until", "user", "department", "action")
                 ]
+                + [{"name": "bundle", "in": "query", "schema": {"type": "string", "enum": ["zip"]}}]
                 + [
                     {
                         "name": "format",
