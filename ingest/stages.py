@@ -31,8 +31,11 @@ from ingest.models import Document, Status
 from ingest.parsing import ParseError
 from ingest.parsing.sandbox import Sandbox, shared
 
-# Drafts stored per transaction. Larger batches let the model sort texts by length with
-# less padding; each is one round of embedding between progress updates.
+# Drafts taken from the parser at a time, at most. Within such a window the drafts are
+# embedded in order of length, INSERT_BATCH at a time (one transaction and one progress
+# update each): texts of like length share a batch, so little of the model's work goes
+# to padding, as when the bare model sorts a whole list.
+WINDOW = 512
 INSERT_BATCH = 128
 PROGRESS_SECONDS = 0.5
 # Drafts parsed ahead of the embedding (about 20 MB of text at most): enough for parsing
@@ -155,15 +158,18 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
     progress = _ProgressWriter(document, producer, stored=len(done))
     outcome = Outcome(chunks=0, pages=None)
     try:
-        for batch in _batches(producer, progress, done):
-            started = time.perf_counter()
-            vectors = embedding.embed([draft.embedding_text() for _, draft in batch])
-            outcome.embed_seconds += time.perf_counter() - started
-            started = time.perf_counter()
-            insert(document, batch, vectors)
-            outcome.store_seconds += time.perf_counter() - started
-            progress.stored += len(batch)
-            progress.write(force=True)
+        for window in _batches(producer, progress, done):
+            window.sort(key=lambda item: item[1].token_count)
+            for start in range(0, len(window), INSERT_BATCH):
+                batch = window[start : start + INSERT_BATCH]
+                started = time.perf_counter()
+                vectors = embedding.embed([draft.embedding_text() for _, draft in batch])
+                outcome.embed_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                insert(document, batch, vectors)
+                outcome.store_seconds += time.perf_counter() - started
+                progress.stored += len(batch)
+                progress.write(force=True)
         outcome.chunks, outcome.pages = producer.drafted, producer.pages
         progress.write(force=True)
     finally:
@@ -177,9 +183,9 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
 def _batches(
     producer: _Producer, progress: _ProgressWriter, done: set[int]
 ) -> Iterator[list[tuple[int, ChunkDraft]]]:
-    """Drafts to embed, with their ordinals. A batch is as large as what is ready, up to
-    INSERT_BATCH: full when parsing runs ahead, small when the parser is the slow one
-    (OCR), so stored progress keeps moving either way."""
+    """Drafts to embed, with their ordinals. A window is as large as what is ready, up to
+    WINDOW: full when parsing runs ahead, small when the parser is the slow one (OCR), so
+    stored progress keeps moving either way."""
     ordinal = 0
     batch: list[tuple[int, ChunkDraft]] = []
     while True:
@@ -204,7 +210,7 @@ def _batches(
         if ordinal not in done:
             batch.append((ordinal, item))
         ordinal += 1
-        if len(batch) >= INSERT_BATCH:
+        if len(batch) >= WINDOW:
             yield batch
             batch = []
 
