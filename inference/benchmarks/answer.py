@@ -183,7 +183,7 @@ def _bare(model: Any, prompt: str, max_tokens: int) -> dict[str, float]:
 
 
 def run(options: dict[str, Any], out: Any) -> None:
-    from inference.llm.backend import LocalModel
+    from inference.llm.backend import local_model
     from inference.models import Question
 
     user, collection, token = _setup(options["documents"], out)
@@ -201,14 +201,7 @@ def run(options: dict[str, Any], out: Any) -> None:
             row["tokens"] = Question.objects.get(pk=row["id"]).completion_tokens
 
         out.write("replaying the same prompts on bare llama-cpp-python in this process …")
-        model = LocalModel(
-            settings.LLM_MODEL_PATH,
-            chat_format=settings.LLM_CHAT_FORMAT,
-            context=settings.LLM_CONTEXT_TOKENS,
-            threads=settings.LLM_THREADS,
-            gpu_layers=settings.LLM_GPU_LAYERS,
-            seed=settings.LLM_SEED,
-        )
+        model = local_model()
         warmup, _ = _rebuild_prompt(model, appliance[-1]["id"])
         _bare(model, warmup, 4)
         bare = []

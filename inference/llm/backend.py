@@ -198,6 +198,11 @@ def _load() -> Any:
             timeout=settings.LLM_SERVER_TIMEOUT_SECONDS,
             context=settings.LLM_CONTEXT_TOKENS,
         )
+    return local_model()
+
+
+def local_model() -> LocalModel:
+    """A new LocalModel exactly as the settings describe (the worker's, or a benchmark's)."""
     return LocalModel(
         settings.LLM_MODEL_PATH,
         chat_format=settings.LLM_CHAT_FORMAT,
