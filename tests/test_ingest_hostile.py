@@ -150,6 +150,9 @@ def forge_entry_count(data: bytes, count: int) -> bytes:
         ("img/DA-1p.png", "scan.pdf", r"holds a PNG image\. Rename it to \.png"),
         ("simple.zip", "archive.odt", "not an OpenDocument text"),
         ("handbook-1p.docx", "book.epub", r"holds Word \(\.docx\) content"),
+        ("handbook-1p.docx", "old.doc", r"is a Word document in the newer format.*\.docx"),
+        ("fake-power-point.pptx", "deck.ppt", r"PowerPoint presentation.*Rename it to \.pptx"),
+        ("simple.zip", "letter.docx", r"not a Word \(\.docx\) file \(it is a zip archive"),
     ],
 )
 def test_content_that_does_not_match_its_extension_is_refused(

@@ -69,6 +69,59 @@ def test_old_binary_office_files_are_read_through_libreoffice(name: str, expecte
     assert expected.lower() in text_of(DOCUMENTS / name).lower()
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("single-column.csv", "adipiscing | elit"),  # ragged rows: pandas refuses these
+        ("stanley-cups-utf-16.csv", "Maple Leafs | TOR | 13"),
+        ("semicolon-delimited.csv", "consectetur | adipiscing | elit"),
+        ("stanley-cups-with-emoji.tsv", "Flyers | PHI | 2"),
+    ],
+)
+def test_delimited_files_are_read_row_by_row(name: str, expected: str) -> None:
+    blocks = list(parse(DOCUMENTS / name, name.rsplit(".", 1)[1]))
+    assert all(b.kind == "table" for b in blocks)
+    assert expected in "\n".join(b.text for b in blocks)
+
+
+def test_csv_rows_carry_their_column_names_when_the_file_has_a_header(tmp_path: Path) -> None:
+    table = tmp_path / "staff.csv"
+    table.write_text("name,office,phone\nAda,London,1234\nGrace,Arlington,5678\n")
+    (block,) = parse(table, "csv")
+    assert block.text.splitlines() == [
+        "name: Ada | office: London | phone: 1234",
+        "name: Grace | office: Arlington | phone: 5678",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("eml/mime-no-body.eml", ["Image Only Email", "From: sender@example.com"]),
+        ("eml/mime-multipart-digest.eml", ["first message in the digest"]),
+        ("eml/fake-email-utf-16-be.eml", ["Test Email", "This is a test email"]),
+        ("eml/fake-email-utf-16-le.eml", ["Test Email", "This is a test email"]),
+    ],
+)
+def test_mail_keeps_its_headers_and_body_whatever_its_shape(name: str, expected: list[str]) -> None:
+    text = text_of(DOCUMENTS / name)
+    for piece in expected:
+        assert piece in text
+    assert "\ufffd" not in text
+
+
+def test_a_caption_in_the_text_layer_survives_an_ocr_that_reads_nothing() -> None:
+    # One picture and the word "Test" in the text layer: too little text to skip OCR,
+    # and OCR finds nothing in the picture.
+    sample = PDF_SAMPLES / "008-reportlab-inline-image" / "inline-image.pdf"
+    assert "Test" in text_of(sample, "pdf")
+
+
+def test_yaml_is_read_as_text() -> None:
+    assert kind_for_name("config.yaml") == kind_for_name("config.yml") == "txt"
+    assert text_of(DOCUMENTS / "simple.yaml", "txt").strip()
+
+
 def test_slides_keep_their_numbers_and_sheets_their_names() -> None:
     slides = list(parse(DOCUMENTS / "fake-power-point-many-pages.pptx", "pptx"))
     assert len({b.page for b in slides}) > 1

@@ -49,6 +49,8 @@ KINDS: dict[str, str] = {
     ".org": "org",
     ".csv": "csv",
     ".tsv": "tsv",
+    ".yaml": "txt",
+    ".yml": "txt",
     ".json": "json",
     ".ndjson": "json",
     ".png": "image",
@@ -66,10 +68,10 @@ def kind_for_name(name: str) -> str:
     suffix = Path(name).suffix.lower()
     kind = KINDS.get(suffix)
     if kind is None:
-        shown = suffix or "files without an extension"
+        shown = f"{suffix} files are" if suffix else "Files without an extension are"
         raise UnsupportedFile(
-            f"{shown} files are not supported. Upload PDF, Word, PowerPoint, Excel, "
-            "OpenDocument, RTF, EPUB, HTML, e-mail, text, Markdown, CSV or image files."
+            f"{shown} not supported. Upload PDF, Word, PowerPoint, Excel, OpenDocument, "
+            "RTF, EPUB, HTML, XML, e-mail, text, Markdown, CSV, JSON, image or zip files."
         )
     return kind
 
@@ -116,6 +118,10 @@ def parse(
         from ingest.parsing.structured import parse_json
 
         return parse_json(path, progress)
+    if kind in ("csv", "tsv"):
+        from ingest.parsing.structured import parse_delimited
+
+        return parse_delimited(path, kind, progress)
     if kind in ("doc", "ppt"):
         from ingest.parsing.office import parse_legacy
 

@@ -106,6 +106,29 @@ def zip_entry_count(handle: BinaryIO) -> int:
     return int(entries)
 
 
+def zip_format(path: Path) -> str | None:
+    """Which document format a zip container holds ("docx", "odt", ...), "zip" for a plain
+    archive, None when it cannot be told (damaged, or too many entries to look)."""
+    try:
+        with open(path, "rb") as handle:
+            if zip_entry_count(handle) > MAX_ENTRIES:
+                return None
+            with zipfile.ZipFile(handle) as archive:
+                names = set(archive.namelist())
+                if "mimetype" in names:
+                    mimetype = _read_small(archive, "mimetype", 100)
+                    if mimetype.startswith(b"application/vnd.oasis.opendocument.text"):
+                        return "odt"
+                    if mimetype.startswith(b"application/epub+zip"):
+                        return "epub"
+    except (ParseError, zipfile.BadZipFile, OSError, ValueError):
+        return None
+    for marker_kind, marker in _ZIP_MARKERS:
+        if marker in names:
+            return marker_kind
+    return "zip"
+
+
 def _check_zip(path: Path, kind: str) -> None:
     label = _LABEL[kind]
     with open(path, "rb") as handle:

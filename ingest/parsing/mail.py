@@ -24,6 +24,7 @@ from ingest.parsing.text import clean
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENTS = 50
+_TRANSCODED = "X-Appliance-Transcoded-From"
 ENCRYPTED = (
     "This e-mail is encrypted, so its text cannot be read. Upload a decrypted copy "
     "(or the message as it appears after opening it)."
@@ -41,6 +42,7 @@ def parse_mail(
     from ingest.parsing.offline import configure_unstructured
 
     configure_unstructured()
+    message: EmailMessage | None = None
     if kind == "eml":
         message = _read_eml(path)
         if _is_encrypted_eml(message):
@@ -62,32 +64,68 @@ def parse_mail(
         from ingest.parsing.unstructured_files import human_reason
 
         raise ParseError(human_reason(kind, exc)) from exc
-    yield from _body_blocks(elements)
+    yield from _body_blocks(elements, message)
     if parse_attachment is not None:
         yield from _attachment_blocks(attachments, parse_attachment)
     if progress:
         progress(1, 1)
 
 
-def _body_blocks(elements: list[Any]) -> Iterator[Block]:
-    if not elements:
-        return
-    meta = elements[0].metadata
+def _body_blocks(elements: list[Any], message: EmailMessage | None) -> Iterator[Block]:
+    """Subject (the heading), who wrote to whom, then the body. For .eml the headers come
+    from Python's own parser, which keeps them even when the mail has no body; a body that
+    unstructured finds nothing in (digests, odd structures) is read part by part."""
+    meta = elements[0].metadata if elements else None
     subject = clean(str(getattr(meta, "subject", "") or ""))
+    people: list[str] = []
+    if message is not None:
+        subject = clean(str(message.get("subject", "") or "")) or subject
+        for label in ("From", "To", "Cc", "Date"):
+            value = clean(str(message.get(label, "") or ""))
+            if value:
+                people.append(f"{label}: {value}")
+    elif meta is not None:
+        for label, field in (("From", "sent_from"), ("To", "sent_to"), ("Cc", "cc_recipient")):
+            value = getattr(meta, field, None)
+            if value:
+                shown = ", ".join(value) if isinstance(value, list) else str(value)
+                people.append(f"{label}: {shown}")
     heading = subject[:300]
     if subject:
         yield Block(text=subject, heading=heading, kind="title")
-    people = []
-    for label, field in (("From", "sent_from"), ("To", "sent_to"), ("Cc", "cc_recipient")):
-        value = getattr(meta, field, None)
-        if value:
-            people.append(f"{label}: {', '.join(value) if isinstance(value, list) else value}")
     if people:
         yield Block(text="; ".join(people), heading=heading)
-    for element in elements:
-        text = clean(element.text)
+    texts = [clean(element.text) for element in elements]
+    transcoded = message is not None and message.get(_TRANSCODED) is not None
+    if message is not None and (transcoded or not any(texts)):
+        texts = list(_plain_parts(message))
+    for text in texts:
         if text:
             yield Block(text=text, heading=heading)
+
+
+def _plain_parts(message: EmailMessage) -> Iterator[str]:
+    """The text of every part that is not an attachment (inner messages included)."""
+    from html.parser import HTMLParser
+
+    for part in message.walk():
+        if part.is_multipart() or part.get_filename():
+            continue
+        content_type = part.get_content_type()
+        if content_type not in ("text/plain", "text/html"):
+            continue
+        try:
+            text = part.get_content()
+        except (LookupError, UnicodeError, AssertionError):
+            continue
+        if content_type == "text/html":
+            pieces: list[str] = []
+            reader = HTMLParser()
+            reader.handle_data = pieces.append  # type: ignore[method-assign]
+            reader.feed(str(text))
+            text = " ".join(pieces)
+        for paragraph in str(text).split("\n\n"):
+            yield clean(paragraph)
 
 
 def _attachment_blocks(
@@ -121,14 +159,29 @@ def _attachment_blocks(
 
 def _read_eml(path: Path) -> EmailMessage:
     raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw[:2] in (b"\x00F", b"F\x00"):
-        encoding = (
-            "utf-16"
-            if raw.startswith((b"\xff\xfe", b"\xfe\xff"))
-            else ("utf-16-be" if raw[:1] == b"\x00" else "utf-16-le")
-        )
+    encoding = _utf16(raw)
+    if encoding:
         raw = raw.decode(encoding, "replace").encode("utf-8")
+        message = email.message_from_bytes(raw, policy=policy.default)
+        # unstructured misreads UTF-16 mail; the body is then taken from this parse.
+        message[_TRANSCODED] = encoding
+        return message  # type: ignore[return-value]
     return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+
+
+def _utf16(raw: bytes) -> str:
+    """ "utf-16" (with a byte order mark), "utf-16-be"/"-le" (without), or "" for mail in
+    an ASCII-compatible encoding, as mail should be."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    head = raw[:400]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = max(len(head) // 2, 1)
+    if even > 0.4 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    if odd > 0.4 * half and even < 0.05 * half:
+        return "utf-16-le"
+    return ""
 
 
 def _is_encrypted_eml(message: EmailMessage) -> bool:

@@ -61,10 +61,14 @@ def parse_pdf(
                     picture = ocr.render_pdf_page(page)
             finally:
                 page.close()
+            blocks = None
             if scanned:
-                blocks = ocr.text_blocks(ocr.recognise(picture, language), index + 1, heading)
+                read = ocr.recognise(picture, language)
                 del picture
-            else:
+                # A stamp or caption in the text layer beats an OCR that found less.
+                if len("".join(read.split())) >= len("".join(raw.split())):
+                    blocks = ocr.text_blocks(read, index + 1, heading)
+            if blocks is None:
                 blocks = _blocks_of_page(raw, index + 1, heading)
             for block in blocks:
                 any_text = True

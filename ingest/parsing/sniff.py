@@ -148,6 +148,33 @@ def check(head: bytes, kind: str, name: str = "") -> None:
     )
 
 
+_ZIP_LABELS = {
+    "docx": "a Word document in the newer format (.docx)",
+    "xlsx": "an Excel workbook in the newer format (.xlsx)",
+    "pptx": "a PowerPoint presentation in the newer format (.pptx)",
+    "odt": "an OpenDocument text (.odt)",
+    "epub": "an EPUB book (.epub)",
+    "zip": "a zip archive (.zip)",
+}
+
+
 def check_file(path: Path, kind: str, name: str = "") -> None:
     with open(path, "rb") as handle:
-        check(handle.read(HEAD_BYTES), kind, name or path.name)
+        head = handle.read(HEAD_BYTES)
+    try:
+        check(head, kind, name or path.name)
+    except ParseError:
+        if family(head) != "zip":
+            raise
+        # A zip container under another name ("report.doc" saved by a newer Word): say
+        # which format it holds, so the curator knows the one right extension.
+        from ingest.parsing.containers import zip_format
+
+        found = zip_format(path)
+        if found is None:
+            raise
+        suffix = Path(name or path.name).suffix.lower() or f".{kind}"
+        raise ParseError(
+            f"This file is named {suffix} but is {_ZIP_LABELS[found]}. Rename it to "
+            f".{found} and upload it again."
+        ) from None
