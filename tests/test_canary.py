@@ -323,8 +323,12 @@ def test_a_reused_question_id_does_not_replay_someone_elses_answer_stream(
     # A database restore: alice's question is gone and the id sequence hands it out again.
     Question.objects.filter(pk=reused).delete()
     bobs = Question.objects.create(
-        pk=reused, user=people.bob, text="my own question", status="done",
-        answer="my own answer", grounded=False,
+        pk=reused,
+        user=people.bob,
+        text="my own question",
+        status="done",
+        answer="my own answer",
+        grounded=False,
     )
     assert events.read(bobs) == []
     body = _body(_client(people.bob).get(f"/api/v1/questions/{bobs.pk}/events"))

@@ -62,7 +62,7 @@ def test_an_edited_row_is_reported_as_the_first_break(people: Any) -> None:
 def test_an_edited_name_or_address_is_reported(people: Any) -> None:
     rows = _events(people, 3)
     _tamper("UPDATE audit_auditevent SET actor = 'bob' WHERE id = %s", [rows[1].id])
-    with pytest.raises(CommandError, match=rf"row {rows[1].id}: actor, address"):
+    with pytest.raises(CommandError, match=rf"row {rows[1].id}: actor, subject, address"):
         _verify_database()
 
 
@@ -200,7 +200,9 @@ def test_erasing_a_person_leaves_a_pseudonym_and_a_verifiable_log(
     assert account.username == pseudonym and not account.is_active
     erasure = AuditEvent.objects.get(action=Action.AUDIT_ERASE)
     assert "alice" not in str(audit.to_row(erasure)).lower().replace(pseudonym, "")
-    assert erasure.details["rows"] == erased.count()
+    about = AuditEvent.objects.filter(subject=pseudonym).exclude(actor=pseudonym)
+    assert about.exists()  # the fixture created her account and memberships
+    assert erasure.details["rows"] == erased.count() + about.count()
 
     _verify_database()
     call_command("audit_verify", str(_export(tmp_path, "after.jsonl")))
@@ -214,4 +216,43 @@ def test_an_erased_row_is_still_protected_by_its_hash(people: Any) -> None:
     _verify_database()
     _tamper("UPDATE audit_auditevent SET details = '{\"i\": 7}' WHERE id = %s", [rows[1].id])
     with pytest.raises(CommandError, match=rf"row {rows[1].id}: its content"):
+        _verify_database()
+
+
+def test_erasure_reaches_rows_about_the_person_and_the_log_still_verifies(
+    people: Any, tmp_path: Path
+) -> None:
+    from appliance.accounts import actions as accounts
+    from appliance.accounts.models import Department, Role
+
+    department = Department.objects.create(name="Legal")
+    accounts.add_membership(people.oscar, people.alice, department, Role.EMPLOYEE)
+    accounts.change_role(
+        people.oscar,
+        people.alice.memberships.get(department=department),
+        Role.CURATOR,
+    )
+    about = AuditEvent.objects.filter(subject="alice", actor="oscar")
+    assert about.count() == 2
+    assert not any("alice" in str(e.details) for e in about)
+    found = export.filtered(export.Filters(user="alice")).filter(actor="oscar")
+    assert found.count() == 2  # the user filter finds rows about the person too
+
+    result = maintenance.erase_person("alice", actor_name="test", keep_account=True)
+
+    assert not AuditEvent.objects.filter(subject="alice").exists()
+    assert AuditEvent.objects.filter(subject=result.pseudonym, actor="oscar").count() == 2
+    assert result.rows >= 2
+    _verify_database()
+    call_command("audit_verify", str(_export(tmp_path)))
+
+
+def test_an_altered_subject_is_caught_by_the_identity_digest(people: Any) -> None:
+    from appliance.accounts import actions as accounts
+
+    accounts.deactivate_user(people.oscar, people.bob)
+    row = AuditEvent.objects.get(action=Action.USER_DEACTIVATE)
+    assert row.subject == "bob"
+    _tamper("UPDATE audit_auditevent SET subject = 'carol' WHERE id = %s", [row.id])
+    with pytest.raises(CommandError, match=rf"row {row.id}: actor, subject"):
         _verify_database()

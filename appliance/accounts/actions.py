@@ -34,7 +34,7 @@ def create_or_update_user(
             user.set_password(password)
             user.save(update_fields=["password"])
         if created:
-            audit.record(Action.USER_CREATE, actor=actor, obj=user, details={"username": username})
+            audit.record(Action.USER_CREATE, actor=actor, obj=user, subject=user)
     return user, created
 
 
@@ -48,7 +48,8 @@ def add_membership(actor: Any, user: User, department: Department, role: str) ->
                 Action.MEMBERSHIP_ADD,
                 actor=actor,
                 obj=user,
-                details={"user": user.username, "department": department.name, "role": role},
+                subject=user,
+                details={"department": department.name, "role": role},
             )
     return created
 
@@ -81,7 +82,8 @@ def remove_membership(actor: Any, user: User, department: Department, role: str)
                 Action.MEMBERSHIP_REMOVE,
                 actor=actor,
                 obj=user,
-                details={"user": user.username, "department": department.name, "role": role},
+                subject=user,
+                details={"department": department.name, "role": role},
             )
     return bool(deleted)
 
@@ -110,8 +112,8 @@ def change_role(actor: Any, membership: Membership, role: str) -> bool:
             Action.ROLE_CHANGE,
             actor=actor,
             obj=current.user,
+            subject=current.user,
             details={
-                "user": current.user.username,
                 "department": current.department.name,
                 "from": old,
                 "to": role,
@@ -140,7 +142,8 @@ def deactivate_user(actor: Any, user: User) -> bool:
             Action.USER_DEACTIVATE,
             actor=actor,
             obj=locked,
-            details={"user": locked.username, "tokens_revoked": revoked},
+            subject=locked,
+            details={"tokens_revoked": revoked},
         )
     user.is_active = False
     return True
@@ -150,9 +153,7 @@ def activate_user(actor: Any, user: User) -> bool:
     with transaction.atomic():
         updated = User.objects.filter(pk=user.pk, is_active=False).update(is_active=True)
         if updated:
-            audit.record(
-                Action.USER_ACTIVATE, actor=actor, obj=user, details={"user": user.username}
-            )
+            audit.record(Action.USER_ACTIVATE, actor=actor, obj=user, subject=user)
     user.is_active = True
     return bool(updated)
 
@@ -166,6 +167,7 @@ def create_api_token(actor: Any, user: User, name: str = "") -> str:
             Action.TOKEN_CREATE,
             actor=actor,
             obj=token,
-            details={"user": user.username, "name": name},
+            subject=user,
+            details={"name": name},
         )
     return raw

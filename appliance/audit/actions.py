@@ -57,7 +57,10 @@ def record(
     object_type: str = "",
     object_id: Any = "",
     details: dict[str, Any] | None = None,
+    subject: Any = None,
 ) -> AuditEvent:
+    """Append one row. ``subject`` is the person the act is about (a User or a name): it is
+    kept beside the actor, out of ``details``, so that erasing a person reaches it too."""
     if not connection.in_atomic_block:
         raise RuntimeError("audit.record must run inside the transaction of the act it records")
     ctx = current.get()
@@ -65,6 +68,7 @@ def record(
         object_type = object_type or obj._meta.model_name
         object_id = object_id or obj.pk
     name = actor_name or (actor.get_username() if actor is not None and actor.pk else "")
+    about = (subject.get_username() if hasattr(subject, "get_username") else subject or "")[:150]
     salt = secrets.token_hex(16)
     event = AuditEvent(
         actor_id=actor.pk if actor is not None and actor.pk else None,
@@ -72,8 +76,9 @@ def record(
         actor_departments=_departments_of(actor),
         ip=ctx.ip,
         user_agent=ctx.user_agent,
+        subject=about,
         identity_salt=salt,
-        identity_digest=chain.identity_digest(salt, name[:150], ctx.ip, ctx.user_agent),
+        identity_digest=chain.identity_digest(salt, name[:150], ctx.ip, ctx.user_agent, about),
         action=action,
         object_type=object_type,
         object_id=str(object_id) if object_id not in (None, "") else "",
@@ -123,6 +128,7 @@ def to_row(event: AuditEvent) -> dict[str, Any]:
         "actor_departments": list(event.actor_departments),
         "ip": event.ip,
         "user_agent": event.user_agent,
+        "subject": event.subject,
         "identity_salt": event.identity_salt,
         "identity_digest": event.identity_digest,
         "action": event.action,

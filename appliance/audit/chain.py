@@ -1,9 +1,10 @@
 """The audit hash chain: one canonical form, used when writing and when verifying.
 
 Each row's ``hash`` is SHA-256 over the previous row's hash and the row's canonical
-content. Identity (actor, IP address, user agent) enters only as ``identity_digest``,
-SHA-256 over a random per-row salt and those values: the clear values can be verified
-while present, and replaced by a pseudonym (salt dropped) without breaking the chain.
+content. Identity (actor, IP address, user agent, and the subject: the person an act is
+about) enters only as ``identity_digest``, SHA-256 over a random per-row salt and those
+values: the clear values can be verified while present, and replaced by a pseudonym (salt
+dropped) without breaking the chain.
 This module has no Django imports so that ``audit_verify`` logic stays plain.
 """
 
@@ -31,8 +32,10 @@ CANONICAL_FIELDS = (
 )
 
 
-def identity_digest(salt: str, actor: str, ip: str, user_agent: str) -> str:
-    material = "\x1f".join((salt, actor, ip, user_agent))
+def identity_digest(salt: str, actor: str, ip: str, user_agent: str, subject: str = "") -> str:
+    # A row without a subject hashes exactly as rows did before subjects existed.
+    parts = (salt, actor, ip, user_agent, subject) if subject else (salt, actor, ip, user_agent)
+    material = "\x1f".join(parts)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -73,9 +76,10 @@ def verify_rows(
                 row.get("actor", ""),
                 row.get("ip", ""),
                 row.get("user_agent", ""),
+                row.get("subject", ""),
             )
             if expected != row["identity_digest"]:
-                raise ChainError(row.get("id"), "actor, address or user agent was altered")
+                raise ChainError(row.get("id"), "actor, subject, address or user agent was altered")
         if row_hash(row["prev_hash"], row) != row["hash"]:
             raise ChainError(row.get("id"), "its content does not match its hash")
         count += 1

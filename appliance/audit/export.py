@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from appliance.audit import chain, signing
@@ -36,6 +36,7 @@ CSV_COLUMNS = (
     "actor_departments",
     "ip",
     "user_agent",
+    "subject",
     "identity_salt",
     "identity_digest",
     "action",
@@ -98,7 +99,8 @@ def filtered(filters: Filters) -> QuerySet[AuditEvent]:
     if filters.until:
         events = events.filter(created_at__lt=filters.until)
     if filters.user:
-        events = events.filter(actor=filters.user)
+        # By the person and about the person: "everything concerning bob".
+        events = events.filter(Q(actor=filters.user) | Q(subject=filters.user))
     if filters.department:
         events = events.filter(actor_departments__icontains=f'"{filters.department}:')
     if filters.action:

@@ -7,9 +7,10 @@ what they did as an audit event in the same transaction. Neither breaks verifica
 
 - pruning deletes a prefix of the chain and stores an anchor (last pruned id and hash), so
   the remaining rows verify from the anchor;
-- erasure replaces identity columns (actor, address, user agent) with a pseudonym and
-  drops the row's salt; the hash covers identity only through the salted digest, which
-  stays, so the chain still verifies (that row's identity simply can no longer be checked).
+- erasure replaces identity columns (actor, address, user agent; the subject of rows about
+  the person) with a pseudonym and drops the row's salt; the hash covers identity only
+  through the salted digest, which stays, so the chain still verifies (that row's
+  identity simply can no longer be checked).
 """
 
 from __future__ import annotations
@@ -121,9 +122,11 @@ def erase_person(username: str, *, actor_name: str, keep_account: bool = False) 
     """Replace ``username``'s identity in every audit row with one pseudonym.
 
     The person's account (if it still exists) is anonymised too, unless ``keep_account``:
-    otherwise the rows' actor id would still lead to their name. Names inside event
-    details (for example the subject of a membership change) are part of the hashed
-    content and stay; see the README."""
+    otherwise the rows' actor id would still lead to their name. Rows *about* the person
+    (their membership, account or token changed) get the pseudonym as subject; their
+    salt goes too, so the other identity values of such a row can no longer be checked
+    against its digest, while the row's hash still verifies. Free text inside event
+    details (a question someone typed) is hashed content and stays; see the README."""
     from appliance.accounts.models import User
 
     pseudonym = "erased-" + secrets.token_hex(6)
@@ -134,9 +137,11 @@ def erase_person(username: str, *, actor_name: str, keep_account: bool = False) 
     with transaction.atomic(), connection.cursor() as cursor:
         _declare_maintenance(cursor, True)
         try:
-            rows = AuditEvent.objects.filter(match).update(
-                actor=pseudonym, ip="", user_agent="", identity_salt=""
-            )
+            acted = AuditEvent.objects.filter(match)
+            about = AuditEvent.objects.filter(subject=username).exclude(match)
+            rows = about.update(subject=pseudonym, identity_salt="")
+            AuditEvent.objects.filter(match, subject=username).update(subject=pseudonym)
+            rows += acted.update(actor=pseudonym, ip="", user_agent="", identity_salt="")
         except DatabaseError as exc:
             raise MaintenanceRefused(_privilege_hint(exc)) from None
         _declare_maintenance(cursor, False)

@@ -47,7 +47,9 @@ class AuditEvent(models.Model):
     actor_departments = models.JSONField(default=list)
     ip = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=400, blank=True)
-    # Identity (actor, ip, user agent) enters the hash only through this salted digest, so
+    # The person the act is about (whose membership, account or token changed), by name.
+    subject = models.CharField(max_length=150, blank=True, db_index=True)
+    # Identity (actor, subject, ip, user agent) enters the hash only through this salted digest, so
     # a person can be pseudonymised (GDPR) without breaking the chain.
     identity_salt = models.CharField(max_length=32, blank=True)
     identity_digest = models.CharField(max_length=64)

@@ -3,11 +3,12 @@ answer worker, Server-Sent Events) against bare llama-cpp-python on the same mod
 same prompts and the same threads, measured in one run.
 
 It needs the appliance running (``deploy/up``): it creates a scratch department, person
-and collection, lets the ingest worker read a few real documents, asks N questions, then
-replays exactly the prompts the worker built (rebuilt from the stored sources, in the same
-order, so the KV cache goes through the same states) on a bare ``Llama`` in this process
-while the worker sits idle. The scratch data is removed afterwards (its audit rows stay:
-the audit log is append-only).
+and collection, lets the ingest worker read a few real documents and asks N questions.
+Right after each answer, while the worker sits idle, it replays exactly the prompt the
+worker built (rebuilt from the stored sources) on a bare ``Llama`` in this process: both
+read the same prompts in the same order, so their KV caches go through the same states,
+and each pair is timed under the same machine load. The scratch data is removed
+afterwards (its audit rows stay: the audit log is append-only).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def add_arguments(parser: Any) -> None:
     host = os.environ.get("APPLIANCE_HOST", "127.0.0.1")
     port = os.environ.get("APPLIANCE_PORT", "8000")
     parser.add_argument("--url", default=f"http://{host}:{port}", help="the running appliance")
-    parser.add_argument("--questions", type=int, default=8, help="questions to time")
+    parser.add_argument("--questions", type=int, default=16, help="questions to time")
     parser.add_argument(
         "--documents",
         type=Path,
@@ -187,34 +188,38 @@ def run(options: dict[str, Any], out: Any) -> None:
     from inference.models import Question
 
     user, collection, token = _setup(options["documents"], out)
+    # The bare model is loaded first, outside every timing, and reads each prompt right
+    # after the worker answered it: both go through the same sequence of prompts (so the
+    # same KV-cache reuse) at nearly the same moment (so the same machine load).
+    model = local_model()
+
+    Row = dict[str, Any]
+
+    def both(text: str, conversation_id: int | None = None) -> tuple[Row, Row]:
+        ours = _ask(client, text, conversation_id)
+        stored = Question.objects.get(pk=ours["id"])
+        ours["tokens"] = stored.completion_tokens
+        ours["worker_ttft_ms"] = stored.ttft_ms
+        prompt, tokens = _rebuild_prompt(model, ours["id"])
+        return ours, _bare(model, prompt, max(tokens, 1))
+
     try:
         client = httpx.Client(
             base_url=options["url"], headers={"Authorization": f"Bearer {token}"}, timeout=600
         )
         questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(options["questions"])]
-        out.write(f"asking {len(questions)} questions through {options['url']} …")
-        _ask(client, "What is this about?")  # settles the worker's cache on the shared prefix
-        appliance = [_ask(client, text) for text in questions]
-        cold = _ask(client, COLD)
-        follow = _ask(client, FOLLOW_UP, cold["conversation_id"])
-        for row in [*appliance, cold, follow]:
-            row["tokens"] = Question.objects.get(pk=row["id"]).completion_tokens
-
-        out.write("replaying the same prompts on bare llama-cpp-python in this process …")
-        model = local_model()
-        warmup, _ = _rebuild_prompt(model, appliance[-1]["id"])
-        _bare(model, warmup, 4)
-        bare = []
-        for row in appliance:
-            prompt, tokens = _rebuild_prompt(model, row["id"])
-            bare.append(_bare(model, prompt, max(tokens, 1)))
-        prompt_cold, tokens_cold = _rebuild_prompt(model, cold["id"])
-        model.llama.reset()
-        bare_cold = _bare(model, prompt_cold, max(tokens_cold, 1))
-        prompt_follow, tokens_follow = _rebuild_prompt(model, follow["id"])
-        bare_follow = _bare(model, prompt_follow, max(tokens_follow, 1))
+        out.write(
+            f"asking {len(questions)} questions through {options['url']}, each replayed at "
+            "once on bare llama-cpp-python in this process …"
+        )
+        both("What is this about?")  # settles both caches on the shared prefix
+        pairs = [both(text) for text in questions]
+        cold, bare_cold = both(COLD)
+        follow, bare_follow = both(FOLLOW_UP, cold["conversation_id"])
     finally:
         _cleanup(user, collection)
+    appliance = [ours for ours, _ in pairs]
+    bare = [theirs for _, theirs in pairs]
 
     def rate(rows: list[dict[str, Any]]) -> float:
         tokens = sum(max(r["tokens"] - 1, 0) for r in rows)
@@ -250,6 +255,12 @@ def run(options: dict[str, Any], out: Any) -> None:
     }
     r = result
     out.write("")
+    out.write("first token, ms: appliance (of which in the worker) / bare; prompt tokens (reused)")
+    for number, (ours, theirs) in enumerate(zip(appliance, bare, strict=True), start=1):
+        out.write(
+            f"  {number:>3}  {ours['ttft_s'] * 1000:7.0f} ({ours['worker_ttft_ms']:>5}) / "
+            f"{theirs['ttft_s'] * 1000:7.0f}   {theirs['prompt_tokens']:>5} ({theirs['reused']})"
+        )
     out.write(
         f"model {r['model']}, {r['threads']} threads, {r['questions']} questions, "
         f"median prompt {r['prompt_tokens_p50']} tokens"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -69,6 +70,9 @@ class LocalModel:
             verbose=False,
             n_batch=512,
         )
+        # Freed while the interpreter still works: llama-cpp-python's own __del__ at exit
+        # runs after its C bindings are gone and prints a TypeError.
+        weakref.finalize(self, self.llama.close)
         self.path = path
         self.context = context
         self.lock = threading.Lock()
