@@ -50,14 +50,19 @@ def create_collection(
 
 
 def upload_documents(
-    actor: Any, collection: Collection, files: Iterable[IncomingFile]
+    actor: Any, collection: Collection, files: Iterable[IncomingFile], *, enqueue: bool = True
 ) -> list[UploadResult]:
     """Store each file and queue it. See ``upload_stream``."""
-    return list(upload_stream(actor, collection, files))
+    return list(upload_stream(actor, collection, files, enqueue=enqueue))
 
 
 def upload_stream(
-    actor: Any, collection: Collection, files: Iterable[IncomingFile], batch: int = UPLOAD_BATCH
+    actor: Any,
+    collection: Collection,
+    files: Iterable[IncomingFile],
+    batch: int = UPLOAD_BATCH,
+    *,
+    enqueue: bool = True,
 ) -> Iterator[UploadResult]:
     """Store each file and queue it, yielding each file's result as its batch commits.
 
@@ -67,6 +72,9 @@ def upload_stream(
     - A file with the name (folders included) of a document already in the collection,
       but other content, is a new version of that document: it is read while the old
       version keeps answering, and replaces it in one transaction when ready.
+
+    ``enqueue=False`` leaves the documents queued for whoever calls ``pipeline.process``
+    (the ingest benchmark, which must not race a running worker for them).
     """
     pending: list[Stored] = []
     for item in receive(collection.pk, files):
@@ -75,13 +83,15 @@ def upload_stream(
             continue
         pending.append(item)
         if len(pending) >= batch:
-            yield from _record(actor, collection, pending)
+            yield from _record(actor, collection, pending, enqueue)
             pending = []
     if pending:
-        yield from _record(actor, collection, pending)
+        yield from _record(actor, collection, pending, enqueue)
 
 
-def _record(actor: Any, collection: Collection, stored: list[Stored]) -> list[UploadResult]:
+def _record(
+    actor: Any, collection: Collection, stored: list[Stored], enqueue: bool
+) -> list[UploadResult]:
     results: list[UploadResult] = []
     try:
         with transaction.atomic():
@@ -112,6 +122,8 @@ def _record(actor: Any, collection: Collection, stored: list[Stored]) -> list[Up
                     document = _create(actor, collection, item)
                 by_sha[item.sha256] = by_name[item.name] = document
                 results.append(UploadResult(document, item.name, new_version=bool(previous)))
+                if enqueue:
+                    _enqueue_after_commit(document.pk)
     except BaseException:
         for item in stored:  # nothing was recorded: keep no files either
             storage.remove(item.relative)
@@ -142,7 +154,6 @@ def _create(actor: Any, collection: Collection, item: Stored) -> Document:
             "bytes": item.size,
         },
     )
-    _enqueue_after_commit(document.pk)
     return document
 
 
@@ -205,7 +216,6 @@ def _new_version(actor: Any, document: Document, item: Stored) -> Document:
             "replaces_sha256": replaced_sha,
         },
     )
-    _enqueue_after_commit(locked.pk)
     return locked
 
 
