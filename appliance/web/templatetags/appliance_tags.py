@@ -23,22 +23,20 @@ def with_citation_links(text: str, question_id: int) -> SafeString:
     return mark_safe(linked.replace("\n", "<br>"))  # noqa: S308 - built from escaped text
 
 
-_SHOWN_ITEMS = 6
-_SHOWN_CHARS = 160
+_SHOWN_ITEMS = 4
+_SHOWN_CHARS = 90
 
 
 @register.filter
 def audit_summary(details: dict) -> str:
-    """An audit row's details on one short line for the table: ``key: value`` pairs, long
-    lists and texts shortened (the full JSON is one click away and in every export)."""
+    """An audit row's details in one short line for the table: ``key: value`` pairs, long
+    lists cut short, the whole line at most _SHOWN_CHARS (the full JSON is one click away,
+    and in every export)."""
     parts = []
     for key, value in (details or {}).items():
         if isinstance(value, list) and len(value) > _SHOWN_ITEMS:
             shown = ", ".join(str(v) for v in value[:_SHOWN_ITEMS])
-            text = f"[{shown}, … {len(value) - _SHOWN_ITEMS} more]"
-        else:
-            text = str(value)
-        if len(text) > _SHOWN_CHARS:
-            text = text[: _SHOWN_CHARS - 1] + "…"
-        parts.append(f"{key}: {text}")
-    return "; ".join(parts)
+            value = f"[{shown}, … {len(value) - _SHOWN_ITEMS} more]"
+        parts.append(f"{key}: {value}")
+    line = "; ".join(parts)
+    return line if len(line) <= _SHOWN_CHARS else line[: _SHOWN_CHARS - 1] + "…"
