@@ -7,35 +7,21 @@ exist, and the attempt is itself audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from appliance.audit import actions as audit
 from appliance.audit import delivery, signing
 from appliance.audit import export as audit_export
 from appliance.audit.models import Action
 from appliance.audit.permissions import is_auditor
+from appliance.web.guards import only_for
 
-
-def auditors_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_auditor(request.user):
-            audit.record_alone(
-                Action.ACCESS_DENIED, actor=request.user, details={"attempt": "audit page"}
-            )
-            raise Http404
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
+auditors_only = only_for(is_auditor, "audit page")
 
 
 def filters_from(params: Any) -> audit_export.Filters:

@@ -8,12 +8,9 @@ grants what it grants (see appliance/access.py), nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch
@@ -24,8 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from appliance.access import get_or_404
 from appliance.accounts import actions as accounts
 from appliance.accounts.models import Department, Membership, Role, User
-from appliance.audit import actions as audit
-from appliance.audit.models import Action
+from appliance.web.guards import only_for
 
 
 def is_operator(user: Any) -> bool:
@@ -36,17 +32,7 @@ def is_operator(user: Any) -> bool:
     )
 
 
-def operators_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_operator(request.user):
-            audit.record_alone(
-                Action.ACCESS_DENIED, actor=request.user, details={"attempt": "operator page"}
-            )
-            raise Http404
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
+operators_only = only_for(is_operator, "operator page")
 
 
 def _memberships() -> Prefetch:

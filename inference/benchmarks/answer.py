@@ -187,12 +187,15 @@ def run(options: dict[str, Any], out: Any) -> None:
     from inference.llm.backend import local_model
     from inference.models import Question
 
-    user, collection, token = _setup(options["documents"], out)
-    # The bare model is loaded first, outside every timing, and reads each prompt right
-    # after the worker answered it: both go through the same sequence of prompts (so the
-    # same KV-cache reuse) at nearly the same moment (so the same machine load).
+    # The bare model is loaded first (outside every timing, and before any scratch data
+    # exists, so a model that fails to load leaves nothing behind). It reads each prompt
+    # right after the worker answered it: both go through the same sequence of prompts
+    # (so the same KV-cache reuse) at nearly the same moment (so the same machine load).
     model = local_model()
-
+    user, collection, token = _setup(options["documents"], out)
+    client = httpx.Client(
+        base_url=options["url"], headers={"Authorization": f"Bearer {token}"}, timeout=600
+    )
     Row = dict[str, Any]
 
     def both(text: str, conversation_id: int | None = None) -> tuple[Row, Row]:
@@ -204,9 +207,6 @@ def run(options: dict[str, Any], out: Any) -> None:
         return ours, _bare(model, prompt, max(tokens, 1))
 
     try:
-        client = httpx.Client(
-            base_url=options["url"], headers={"Authorization": f"Bearer {token}"}, timeout=600
-        )
         questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(options["questions"])]
         out.write(
             f"asking {len(questions)} questions through {options['url']}, each replayed at "
@@ -217,6 +217,7 @@ def run(options: dict[str, Any], out: Any) -> None:
         cold, bare_cold = both(COLD)
         follow, bare_follow = both(FOLLOW_UP, cold["conversation_id"])
     finally:
+        client.close()
         _cleanup(user, collection)
     appliance = [ours for ours, _ in pairs]
     bare = [theirs for _, theirs in pairs]
