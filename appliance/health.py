@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
 from inference import events
@@ -59,6 +59,31 @@ def _workers() -> dict[str, Any]:
     return found
 
 
+def _embedding_models() -> list[str]:
+    """The default model and every model a collection answers from must be on disk."""
+    from ingest import embedding
+    from ingest.models import Collection
+
+    names = {settings.EMBEDDING_MODEL}
+    try:
+        names |= set(
+            Collection.objects.values_list("embedding_model", flat=True).distinct().order_by()
+        )
+        names |= set(
+            Collection.objects.exclude(reembedding_to="")
+            .values_list("reembedding_to", flat=True)
+            .distinct()
+            .order_by()
+        )
+    except DatabaseError:
+        pass  # reported by the database check
+    return [
+        f"the embedding model {name} is missing at {embedding.path_of(name)}"
+        for name in sorted(names)
+        if not embedding.is_installed(name)
+    ]
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     problems: list[str] = []
     for check in (_database, _redis):
@@ -75,8 +100,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
             problems.append(problem)
     elif not settings.LLM_MODEL_PATH.is_file():
         problems.append(f"the language model file {settings.LLM_MODEL_PATH} is missing")
-    if not (settings.EMBEDDING_MODEL_PATH / "config.json").is_file():
-        problems.append(f"the embedding model is missing at {settings.EMBEDDING_MODEL_PATH}")
+    problems += _embedding_models()
     body = {
         "status": "ok" if not problems else "unhealthy",
         "problems": problems,

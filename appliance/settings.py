@@ -250,8 +250,13 @@ LLM_SERVER_MODEL = env.str("APPLIANCE_LLM_SERVER_MODEL", LLM_MODEL)
 LLM_SERVER_API_KEY = env.str("APPLIANCE_LLM_SERVER_API_KEY", "none")
 LLM_SERVER_TIMEOUT_SECONDS = env.int("APPLIANCE_LLM_SERVER_TIMEOUT_SECONDS", 300, minimum=5)
 
-EMBEDDING_MODEL_PATH = env.path("APPLIANCE_EMBEDDING_MODEL_PATH", MODELS_DIR / "all-MiniLM-L6-v2")
-EMBEDDING_DIMENSIONS = 384
+# The sentence-transformers model of new collections: a folder name under MODELS_DIR or an
+# absolute path. Each collection remembers the model its vectors come from (the vector
+# dimension follows the model); `manage.py reembed_collection` moves a collection to this
+# one after a change, answering from the old vectors until the new ones are complete.
+EMBEDDING_MODEL = env.str(
+    "APPLIANCE_EMBEDDING_MODEL", env.str("APPLIANCE_EMBEDDING_MODEL_PATH", "all-MiniLM-L6-v2")
+)
 EMBEDDING_THREADS = env.int("APPLIANCE_EMBEDDING_THREADS", os.cpu_count() or 2, minimum=1)
 EMBEDDING_BATCH_SIZE = env.int("APPLIANCE_EMBEDDING_BATCH_SIZE", 32, minimum=1)
 

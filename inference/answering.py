@@ -105,11 +105,11 @@ def _answer(question: Question, started: float) -> str:
     relevant: list[Hit] = []
     for query in queries:
         question.search_query = query
-        (vector,) = embed([query])
         hits = search(
             question.user,
             query,
-            vector,
+            # embedded by each model whose vectors the scope's collections hold
+            lambda model, query=query: embed([query], name=model)[0],
             k=settings.RETRIEVAL_TOP_K,
             narrow_to=question.scope or None,
             mode=settings.RETRIEVAL_MODE,

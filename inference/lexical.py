@@ -8,7 +8,8 @@ which is why ``ts_rank`` loses to BM25 by a wide margin. These tables hold what 
 - ``inference_lexicalchunk``: per live chunk, its length in lexeme occurrences.
 
 Invariant: a chunk is counted in the statistics exactly when it has a ``lexicalchunk`` row,
-and those are exactly the chunks of each document's live version. ``count_live_version``
+and those are exactly the chunks of each document's live version under its collection's
+embedding model. ``count_live_version``
 (called by ``publish()``) and ``forget_document`` (called by ``delete_document()``) keep it
 in the caller's transaction; both are idempotent, so running one twice counts nothing twice.
 
@@ -33,9 +34,10 @@ _LOCK_COLLECTION = """
         SET chunk_count = inference_lexicalcollection.chunk_count
 """
 
-# Uncounts the counted chunks of one document that are not in the live version, counts the
-# uncounted ones that are, and moves the collection's and lexemes' figures by the difference.
-# A live version of NULL uncounts the whole document.
+# Uncounts the counted chunks of one document that are not in the live version (under the
+# collection's embedding model), counts the uncounted ones that are, and moves the
+# collection's and lexemes' figures by the difference. A live version of NULL uncounts the
+# whole document.
 # The length of a chunk is every occurrence of every lexeme; a lexeme stored without
 # positions (a stripped vector) still occurred at least once.
 _RECOUNT = """
@@ -43,7 +45,7 @@ _RECOUNT = """
         DELETE FROM inference_lexicalchunk l
         USING ingest_chunk c
         WHERE l.chunk_id = c.id AND c.document_id = %(document)s
-          AND c.version IS DISTINCT FROM %(live)s
+          AND (c.version IS DISTINCT FROM %(live)s OR c.embedding_model <> %(model)s)
         RETURNING l.chunk_id, l.length
     ),
     came AS (
@@ -52,6 +54,7 @@ _RECOUNT = """
                       FROM unnest(c.search_vector) t)
         FROM ingest_chunk c
         WHERE c.document_id = %(document)s AND c.version = %(live)s
+          AND c.embedding_model = %(model)s
           AND NOT EXISTS (SELECT 1 FROM inference_lexicalchunk l WHERE l.chunk_id = c.id)
         ORDER BY c.id
         ON CONFLICT (chunk_id) DO NOTHING
@@ -96,27 +99,48 @@ _DROP_EMPTY = """
 """
 
 
-def _recount(cursor: Any, collection_id: int, document_id: int, live: int | None) -> None:
+def lock_collection(collection_id: int) -> None:
+    """Take the lock that serialises changes to one collection's statistics (and so every
+    publish into it, and the switch of its embedding model). Inside a transaction."""
+    with default_connection.cursor() as cursor:
+        cursor.execute(_LOCK_COLLECTION, [collection_id])
+
+
+def _recount(
+    cursor: Any, collection_id: int, document_id: int, live: int | None, model: str | None
+) -> None:
     cursor.execute(_LOCK_COLLECTION, [collection_id])
-    cursor.execute(_RECOUNT, {"collection": collection_id, "document": document_id, "live": live})
+    if model is None:
+        cursor.execute(
+            "SELECT embedding_model FROM ingest_collection WHERE id = %s", [collection_id]
+        )
+        row = cursor.fetchone()
+        model = row[0] if row else ""
+    cursor.execute(
+        _RECOUNT,
+        {"collection": collection_id, "document": document_id, "live": live, "model": model},
+    )
     emptied, _ = cursor.fetchone()
     if emptied:
         cursor.execute(_DROP_EMPTY, [collection_id, emptied])
 
 
-def count_live_version(collection_id: int, document_id: int, version: int) -> None:
-    """Make ``version`` the counted one of the document. Call inside ``publish()``'s
-    transaction, after the document row is locked and before old versions are deleted
-    (their lexemes are read from their chunks)."""
+def count_live_version(
+    collection_id: int, document_id: int, version: int, model: str | None = None
+) -> None:
+    """Make ``version``'s chunks under ``model`` (the collection's embedding model unless
+    named) the counted ones of the document. Call inside ``publish()``'s transaction, after
+    the document row is locked and before old versions are deleted (their lexemes are read
+    from their chunks)."""
     with default_connection.cursor() as cursor:
-        _recount(cursor, collection_id, document_id, version)
+        _recount(cursor, collection_id, document_id, version, model)
 
 
 def forget_document(collection_id: int, document_id: int) -> None:
     """Stop counting every chunk of the document. Call inside ``delete_document()``'s
     transaction, before the chunks are deleted."""
     with default_connection.cursor() as cursor:
-        _recount(cursor, collection_id, document_id, None)
+        _recount(cursor, collection_id, document_id, None, "")
 
 
 _REBUILD = """
@@ -124,6 +148,7 @@ _REBUILD = """
         SELECT c.id, c.collection_id, c.search_vector
         FROM ingest_chunk c
         JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+        JOIN ingest_collection k ON k.id = c.collection_id AND k.embedding_model = c.embedding_model
         WHERE c.collection_id = ANY(%(collections)s)
     ),
     lengths AS (

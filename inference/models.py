@@ -101,8 +101,15 @@ class Citation(models.Model):
 
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="citations")
     n = models.PositiveIntegerField()
+    # The passage as it was when cited; NULL once a newer version or another embedding
+    # model replaced it. The database itself sets it (migration 0005): chunks are replaced
+    # by raw SQL deletes, which Django's on_delete never sees.
     chunk = models.ForeignKey(
-        "ingest.Chunk", null=True, on_delete=models.SET_NULL, related_name="+"
+        "ingest.Chunk",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     document = models.ForeignKey("ingest.Document", on_delete=models.CASCADE, related_name="+")
     title = models.CharField(max_length=300)

@@ -9,19 +9,22 @@ chunks the person may not see, and never filtered afterwards in Python.
 
 1. the scope's statistics (``lexical.SCOPE_STATISTICS``): per text search configuration
    among the readable collections, how many chunks they hold and the question's lexemes
-   with their document frequencies;
-2. the ranking: a dense top list (pgvector cosine) and a BM25 top list per configuration,
-   fused by weighted reciprocal rank, joined to the chunks' text and cosine similarity.
+   with their document frequencies; and per embedding model, its collections;
+2. the ranking: a dense top list (pgvector cosine) per embedding model and a BM25 top list
+   per configuration, fused by weighted reciprocal rank, joined to the chunks' text and
+   cosine similarity.
 
-The dense list takes one of two plans, chosen by the scope's size: a small scope is read
-exactly (every chunk's distance, through the collection index), a large one through the
-HNSW index with iterative scans, which keep reading the graph until enough allowed chunks
-are found.
+Collections normally share one embedding model; while one moves to another (see
+``ingest.reembed``) a scope may hold two, and the question is embedded by each. Each dense
+list takes one of two plans, chosen by its size: a small scope is read exactly (every
+chunk's distance, through the collection index), a large one through the HNSW index of
+its vectors' length with iterative scans, which keep reading the graph until enough
+allowed chunks are found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Literal
@@ -31,9 +34,13 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from inference import lexical
+from ingest import vectors
 from ingest.models import Collection
 
 Mode = Literal["hybrid", "dense", "fulltext"]
+# The question's vector, or a function giving it for an embedding model's name. A bare
+# vector serves every model of its length (callers that know there is one model).
+QueryVector = np.ndarray | Callable[[str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,38 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector).tolist()) + "]"
 
 
+@dataclass(frozen=True)
+class ModelGroup:
+    """The collections in scope whose vectors one embedding model made, with the question
+    embedded by that model."""
+
+    model: str
+    collection_ids: list[int]
+    chunk_count: int
+    dimensions: int = 0
+    vector: str = ""
+
+
+_MODEL_GROUPS = """
+    SELECT k.embedding_model, array_agg(k.id ORDER BY k.id), coalesce(sum(l.chunk_count), 0)
+    FROM ingest_collection k LEFT JOIN inference_lexicalcollection l ON l.collection_id = k.id
+    WHERE k.id IN ({scope})
+    GROUP BY k.embedding_model
+    ORDER BY k.embedding_model
+"""
+
+
+def _model_groups(cursor: Any, scope: str, params: tuple, query: QueryVector) -> list[ModelGroup]:
+    cursor.execute(_MODEL_GROUPS.format(scope=scope), list(params))
+    groups = []
+    for model, ids, chunks in cursor.fetchall():
+        vector = np.asarray(query(model) if callable(query) else query, dtype=np.float32)
+        groups.append(
+            ModelGroup(model, list(ids), int(chunks), len(vector), _vector_literal(vector))
+        )
+    return groups
+
+
 def _scope_groups(cursor: Any, scope: str, params: tuple, text: str) -> list[lexical.LexicalGroup]:
     cursor.execute(lexical.SCOPE_STATISTICS.format(scope=scope), [*params, text])
     return [
@@ -139,23 +178,37 @@ _PLANNER_SETTINGS = """
            set_config('hnsw.ef_search', %s, true)
 """
 
-# The nearest chunks by cosine distance. ``{order}`` is the bare distance for the HNSW plan;
-# for the exact plan it is the distance plus zero, an expression the index cannot serve, so
-# the planner reads the scope's chunks through the collection index and sorts them all.
+# The nearest chunks of one embedding model by cosine distance. ``{order}`` is the bare
+# distance for the HNSW plan; for the exact plan it is the distance plus zero, an
+# expression the index cannot serve, so the planner reads the scope's chunks through the
+# collection index and sorts them all. ``{distance}`` and ``{length}`` repeat the partial
+# index's expression and predicate (ingest/vectors.py).
 _DENSE = """
-    SELECT c.id, c.embedding <=> %s::vector AS distance
+    SELECT c.id, {distance} AS distance
     FROM ingest_chunk c
     JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
     WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
+      AND c.embedding_model = %s AND {length}
     ORDER BY {order}
     LIMIT %s
 """
 
 
+def _similarity_sql(models: list[ModelGroup]) -> tuple[str, list[Any]]:
+    """The chunk's cosine similarity to the question as its own model embedded it."""
+    if len(models) == 1:
+        return f"1 - {vectors.distance_sql(models[0].dimensions)}", [models[0].vector]
+    cases, args = [], []
+    for group in models:
+        cases.append(f"WHEN %s THEN 1 - {vectors.distance_sql(group.dimensions)}")
+        args += [group.model, group.vector]
+    return f"CASE c.embedding_model {' '.join(cases)} END", args
+
+
 def _ranking_sql(
     *,
     mode: Mode,
-    vector: str,
+    models: list[ModelGroup],
     groups: list[lexical.LexicalGroup],
     scope: str,
     scope_params: tuple,
@@ -167,15 +220,22 @@ def _ranking_sql(
     args: list[Any] = []
     ranked: list[str] = []
     if mode in ("hybrid", "dense"):
-        exact = sum(g.chunk_count for g in groups) <= params.exact_scan_max_chunks
-        order = "(c.embedding <=> %s::vector) + 0" if exact else "c.embedding <=> %s::vector"
-        ctes.append(f"dense AS MATERIALIZED ({_DENSE.format(scope=scope, order=order)})")
-        all_ids = sorted(i for g in groups for i in g.collection_ids)
-        args += [vector, all_ids, *scope_params, vector, depth]
-        ranked.append(
-            "SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "
-            "NULL::bigint AS lexical_rank, NULL::float8 AS bm25 FROM dense"
-        )
+        for number, group in enumerate(models):
+            distance = vectors.distance_sql(group.dimensions)
+            exact = group.chunk_count <= params.exact_scan_max_chunks
+            dense = _DENSE.format(
+                scope=scope,
+                distance=distance,
+                length=vectors.dimension_predicate(group.dimensions),
+                order=f"{distance} + 0" if exact else distance,
+            )
+            ctes.append(f"dense{number} AS MATERIALIZED ({dense})")
+            args += [group.vector, group.collection_ids, *scope_params, group.model]
+            args += [group.vector, depth]
+            ranked.append(
+                f"SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "  # noqa: S608
+                f"NULL::bigint AS lexical_rank, NULL::float8 AS bm25 FROM dense{number}"
+            )
     if mode in ("hybrid", "fulltext"):
         parts = []
         for group in groups:
@@ -197,6 +257,7 @@ def _ranking_sql(
             )
     if not ranked:
         return "", []
+    similarity, similarity_args = _similarity_sql(models)
     sql = f"""
         WITH {", ".join(ctes)},
         ranked AS ({" UNION ALL ".join(ranked)}),
@@ -211,7 +272,7 @@ def _ranking_sql(
             LIMIT %s
         )
         SELECT c.id, c.document_id, c.ordinal, d.title, c.page, c.section, c.text,
-               1 - (c.embedding <=> %s::vector), f.fused, f.bm25, f.dense_rank, f.lexical_rank
+               {similarity}, f.fused, f.bm25, f.dense_rank, f.lexical_rank
         FROM fused f
         JOIN ingest_chunk c ON c.id = f.id
         JOIN ingest_document d ON d.id = c.document_id
@@ -223,7 +284,7 @@ def _ranking_sql(
         float(params.lexical_weight),
         float(params.rrf_k),
         k,
-        vector,
+        *similarity_args,
     ]
     return sql, args
 
@@ -231,7 +292,7 @@ def _ranking_sql(
 def search(
     user: Any,
     query_text: str,
-    query_vector: np.ndarray,
+    query_vector: QueryVector,
     *,
     k: int,
     narrow_to: Sequence[int] | None = None,
@@ -241,13 +302,14 @@ def search(
     """The ``k`` best chunks for the question among those ``user`` may read, best first.
 
     ``mode`` picks dense (cosine), full-text (BM25) or both fused. ``narrow_to`` only ever
-    removes collections from what the person may read.
+    removes collections from what the person may read. ``query_vector`` is the question's
+    vector or, where collections may differ in embedding model, a function of the model's
+    name giving it (called once per model in scope).
     """
     params = params or Params.from_settings()
     rerank = bool(params.reranker and query_text.strip())
     wanted = max(k, params.rerank_depth) if rerank else k
     scope, scope_params = scope_sql(user, narrow_to)
-    vector = _vector_literal(query_vector)
     text = query_text if mode != "dense" else ""
     with transaction.atomic(), connection.cursor() as cursor:
         # The graph search list must be well beyond the candidates wanted, or a deep list
@@ -257,9 +319,10 @@ def search(
         groups = _scope_groups(cursor, scope, scope_params, text)
         if not groups:
             return []
+        models = _model_groups(cursor, scope, scope_params, query_vector)
         sql, args = _ranking_sql(
             mode=mode,
-            vector=vector,
+            models=models,
             groups=groups,
             scope=scope,
             scope_params=scope_params,
@@ -304,7 +367,7 @@ def _reranked(path: str, query_text: str, hits: list[Hit]) -> list[Hit]:
 
 def dense_search(
     user: Any,
-    query_vector: np.ndarray,
+    query_vector: QueryVector,
     *,
     k: int,
     narrow_to: Sequence[int] | None = None,

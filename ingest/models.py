@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import VectorField
 
 from appliance import access
 from appliance.accounts.models import Department
@@ -31,12 +31,25 @@ class CollectionQuerySet(models.QuerySet):
         return self.filter(access.managed_collections_filter(user))
 
 
+def default_embedding_model() -> str:
+    return settings.EMBEDDING_MODEL
+
+
 class Collection(models.Model):
+    """Documents of one department, searched together.
+
+    ``embedding_model`` names the model the live chunks' vectors come from; questions are
+    embedded with it. While ``reembedding_to`` names another, ``reembed_collection`` is
+    writing that model's chunks beside the live ones; they take over in one transaction.
+    """
+
     name = models.CharField(max_length=200)
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="collections")
     language = models.CharField(max_length=16, choices=Language.choices, default=Language.ENGLISH)
     description = models.TextField(blank=True)
     shared_with_all = models.BooleanField(default=False)
+    embedding_model = models.CharField(max_length=300, default=default_embedding_model)
+    reembedding_to = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = CollectionQuerySet.as_manager()
@@ -119,6 +132,9 @@ class Document(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     version = models.IntegerField(default=1)
     live_version = models.IntegerField(default=0)
+    # The live version whose chunks under the collection's ``reembedding_to`` model are
+    # complete (0: none yet).
+    reembedded_version = models.IntegerField(default=0)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -159,6 +175,7 @@ class ChunkQuerySet(models.QuerySet):
         return self.filter(
             collection__in=Collection.objects.visible_to(user),
             version=models.F("document__live_version"),
+            embedding_model=models.F("collection__embedding_model"),
         )
 
 
@@ -166,7 +183,10 @@ class Chunk(models.Model):
     """A passage of a document, with its vector and its full-text terms.
 
     ``collection`` repeats ``document.collection`` so the access filter of a search is one
-    indexed column of the chunk row itself.
+    indexed column of the chunk row itself. A chunk answers when its version is the
+    document's live one and its ``embedding_model`` is the collection's. Vectors of every
+    length share the column; each length has its own partial HNSW index
+    (``ingest.vectors``).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -178,7 +198,8 @@ class Chunk(models.Model):
     section = models.CharField(max_length=300, blank=True)
     text = models.TextField()
     token_count = models.IntegerField(default=0)
-    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+    embedding_model = models.CharField(max_length=300)
+    embedding = VectorField()
     search_vector = SearchVectorField(null=True)
 
     objects = ChunkQuerySet.as_manager()
@@ -186,17 +207,11 @@ class Chunk(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["document", "version", "ordinal"], name="chunk_unique_position"
+                fields=["document", "version", "embedding_model", "ordinal"],
+                name="chunk_unique_position",
             )
         ]
         indexes = [
-            HnswIndex(
-                name="chunk_embedding_hnsw",
-                fields=["embedding"],
-                m=16,
-                ef_construction=64,
-                opclasses=["vector_cosine_ops"],
-            ),
             GinIndex(fields=["search_vector"], name="chunk_search_vector"),
             models.Index(fields=["collection"], name="chunk_collection"),
         ]

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from ingest import stages, storage
-from ingest.models import Document, Status
+from ingest.models import Collection, Document, Status
 from ingest.parsing import ParseError
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _process(document: Document, document_id: int) -> str:
                 "No text could be found in this file. If it is a scan or a picture, check "
                 "that it is legible; if it is a form, upload a version with its text."
             )
-        return "ready" if publish(document) else "gone"
+        return "ready" if publish(document) else "not published"
     except ParseError as exc:
         fail(document, str(exc))
         return "failed"
@@ -135,8 +135,17 @@ def _process(document: Document, document_id: int) -> str:
         return "failed"
 
 
-def publish(document: Document) -> bool:
-    """Make the new version the one that answers, and drop every other, atomically."""
+def publish(document: Document, model: str | None = None) -> bool:
+    """Make the new version the one that answers, and drop every other, atomically.
+
+    ``model`` is the embedding model the version's chunks were made with (the collection's
+    when the ingestion began). Should the collection have moved to another model meanwhile
+    (``reembed_collection`` finished), those chunks would never answer: they are dropped
+    and the document is queued again, to be read with the new model. False when nothing
+    was published."""
+    from inference import lexical  # BM25 statistics move before the old chunks go
+
+    model = model or document.collection.embedding_model
     with transaction.atomic():
         locked = (
             Document.objects.select_for_update()
@@ -145,13 +154,20 @@ def publish(document: Document) -> bool:
         )
         if locked is None or locked.status not in _ACTIVE:
             return False  # deleted, or replaced by a newer upload meanwhile
-        from inference import lexical  # BM25 statistics move before the old chunks go
-
-        lexical.count_live_version(locked.collection_id, locked.pk, locked.version)
+        # The collection's statistics lock also orders this publish against a model switch.
+        lexical.lock_collection(locked.collection_id)
+        current = Collection.objects.values_list("embedding_model", flat=True).get(
+            pk=locked.collection_id
+        )
+        if current != model:
+            _queue_again(locked, model)
+            return False
+        lexical.count_live_version(locked.collection_id, locked.pk, locked.version, model)
         with connection.cursor() as cursor:
             cursor.execute(
-                "DELETE FROM ingest_chunk WHERE document_id = %s AND version <> %s",
-                [locked.pk, locked.version],
+                "DELETE FROM ingest_chunk WHERE document_id = %s "
+                "AND (version <> %s OR embedding_model <> %s)",
+                [locked.pk, locked.version, model],
             )
             cursor.execute(
                 "SELECT count(*) FROM ingest_chunk WHERE document_id = %s AND version = %s",
@@ -187,6 +203,31 @@ def publish(document: Document) -> bool:
             details={"chunks": count, "pages": locked.pages, "version": locked.version},
         )
     return True
+
+
+def _queue_again(locked: Document, stale_model: str) -> None:
+    """The version was read with a model its collection no longer uses: start it over."""
+    from ingest.tasks import process_document
+
+    log.info(
+        "document %s was read with %s, no longer its collection's model", locked.pk, stale_model
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM ingest_chunk WHERE document_id = %s AND version = %s "
+            "AND embedding_model = %s",
+            [locked.pk, locked.version, stale_model],
+        )
+    Document.objects.filter(pk=locked.pk).update(
+        status=Status.QUEUED,
+        attempts=0,
+        lease_until=None,
+        chunks_done=0,
+        pages_done=0,
+        updated_at=timezone.now(),
+    )
+    document_id = locked.pk
+    transaction.on_commit(lambda: process_document.delay(document_id))
 
 
 def fail(document: Document, reason: str) -> None:

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest import embedding, storage
+from ingest import embedding, storage, vectors
 from ingest.chunking import ChunkDraft, chunk_blocks
 from ingest.models import Document, Status
 from ingest.parsing import ParseError
@@ -65,10 +65,11 @@ class _Producer(threading.Thread):
     directly by the consuming thread, so the row shows where parsing really is, not where
     embedding has got to. Touches no database."""
 
-    def __init__(self, document: Document, parser: Sandbox) -> None:
+    def __init__(self, document: Document, parser: Sandbox, model: str) -> None:
         super().__init__(name=f"chunker-{document.pk}", daemon=True)
         self.document = document
         self.parser = parser
+        self.model = model
         self.items: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
         self.stop = threading.Event()
         self.pages_done = 0
@@ -104,10 +105,10 @@ class _Producer(threading.Thread):
             try:
                 drafts = chunk_blocks(
                     blocks,
-                    embedding.count_tokens,
+                    lambda texts: embedding.count_tokens(texts, self.model),
                     target_tokens=settings.CHUNK_TOKENS,
                     overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
-                    limit_tokens=embedding.max_tokens() - 2,  # [CLS] and [SEP]
+                    limit_tokens=embedding.max_tokens(self.model) - 2,  # [CLS] and [SEP]
                 )
                 for draft in drafts:
                     self.last_page = max(self.last_page, draft.page or 0)
@@ -140,22 +141,35 @@ class _Failure:
     error: BaseException
 
 
-def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
-    """Parse, chunk, embed and store every chunk of ``document``'s current version.
+def ingest(
+    document: Document,
+    parser: Sandbox | None = None,
+    *,
+    model: str | None = None,
+    track: bool = True,
+) -> Outcome:
+    """Parse, chunk, embed and store every chunk of ``document``'s current version, with
+    ``model`` (the collection's embedding model unless named): chunks are sized in its
+    tokens and carry its vectors.
 
-    Chunks stored by an earlier, interrupted attempt of the same version are kept and not
-    embedded again (the chunking of a file is deterministic, so ordinals match)."""
+    Chunks stored by an earlier, interrupted attempt of the same version and model are
+    kept and not embedded again (the chunking of a file is deterministic, so ordinals
+    match). ``track=False`` leaves the document row's progress alone (re-embedding a
+    document that is already ready)."""
+    model = model or document.collection.embedding_model
     if not storage.absolute(document.stored_path).is_file():
         raise FileNotFoundError(document.stored_path)  # said plainly by the pipeline
+    vectors.ensure_index(embedding.dimensions(model))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT ordinal FROM ingest_chunk WHERE document_id = %s AND version = %s",
-            [document.pk, document.version],
+            "SELECT ordinal FROM ingest_chunk "
+            "WHERE document_id = %s AND version = %s AND embedding_model = %s",
+            [document.pk, document.version, model],
         )
         done = {row[0] for row in cursor.fetchall()}
-    producer = _Producer(document, parser or sandbox())
+    producer = _Producer(document, parser or sandbox(), model)
     producer.start()
-    progress = _ProgressWriter(document, producer, stored=len(done))
+    progress = _ProgressWriter(document, producer, stored=len(done), track=track)
     outcome = Outcome(chunks=0, pages=None)
     try:
         for window in _batches(producer, progress, done):
@@ -163,10 +177,12 @@ def ingest(document: Document, parser: Sandbox | None = None) -> Outcome:
             for start in range(0, len(window), INSERT_BATCH):
                 batch = window[start : start + INSERT_BATCH]
                 started = time.perf_counter()
-                vectors = embedding.embed([draft.embedding_text() for _, draft in batch])
+                embedded = embedding.embed(
+                    [draft.embedding_text() for _, draft in batch], name=model
+                )
                 outcome.embed_seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                insert(document, batch, vectors)
+                insert(document, batch, embedded, model)
                 outcome.store_seconds += time.perf_counter() - started
                 progress.stored += len(batch)
                 progress.write(force=True)
@@ -219,13 +235,18 @@ class _ProgressWriter:
     """Pages read, chunks made and chunks stored, written to the row at most every
     PROGRESS_SECONDS; once parsing has finished the row says "embedding" with the total."""
 
-    def __init__(self, document: Document, producer: _Producer, stored: int) -> None:
+    def __init__(
+        self, document: Document, producer: _Producer, stored: int, track: bool = True
+    ) -> None:
         self.document = document
         self.producer = producer
         self.stored = stored
+        self.track = track
         self.last = 0.0
 
     def write(self, force: bool = False) -> None:
+        if not self.track:
+            return
         now = time.monotonic()
         if not force and now - self.last < PROGRESS_SECONDS:
             return
@@ -249,15 +270,23 @@ class _ProgressWriter:
             rows.filter(status=Status.PARSING).update(status=Status.EMBEDDING)
 
 
-def insert(document: Document, batch: list[tuple[int, ChunkDraft]], vectors: np.ndarray) -> None:
-    """Store a batch of chunks with their vectors and full-text terms, in one statement.
-    A chunk already stored (same document, version and ordinal) is left as it is."""
+def insert(
+    document: Document,
+    batch: list[tuple[int, ChunkDraft]],
+    vectors: np.ndarray,
+    model: str | None = None,
+) -> None:
+    """Store a batch of chunks with their vectors (made by ``model``, the collection's
+    unless named) and full-text terms, in one statement. A chunk already stored (same
+    document, version, model and ordinal) is left as it is."""
     language = document.collection.language
+    model = model or document.collection.embedding_model
     rows = [
         (
             document.pk,
             document.collection_id,
             document.version,
+            model,
             ordinal,
             draft.page,
             draft.section,
@@ -273,10 +302,11 @@ def insert(document: Document, batch: list[tuple[int, ChunkDraft]], vectors: np.
         cursor.executemany(
             """
             INSERT INTO ingest_chunk
-                (document_id, collection_id, version, ordinal, page, section, text,
-                 token_count, embedding, search_vector)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector, to_tsvector(%s::regconfig, %s))
-            ON CONFLICT (document_id, version, ordinal) DO NOTHING
+                (document_id, collection_id, version, embedding_model, ordinal, page, section,
+                 text, token_count, embedding, search_vector)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector,
+                    to_tsvector(%s::regconfig, %s))
+            ON CONFLICT (document_id, version, embedding_model, ordinal) DO NOTHING
             """,
             rows,
         )

@@ -135,7 +135,7 @@ def test_an_interrupted_ingestion_resumes_without_embedding_twice(
     embedded: list[str] = []
     real_embed = embedding.embed
     monkeypatch.setattr(
-        embedding, "embed", lambda texts: embedded.extend(texts) or real_embed(texts)
+        embedding, "embed", lambda texts, **kw: embedded.extend(texts) or real_embed(texts, **kw)
     )
 
     assert pipeline.process(document.pk) == "ready"

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -139,7 +138,7 @@ def _plan_of_last_search(user: Any, params: Params) -> str:
     vector = unit_vectors(1)[0]
     with CaptureQueriesContext(connection) as captured:
         search(user, "", vector, k=3, mode="dense", params=params)
-    ranking = next(q["sql"] for q in captured.captured_queries if "dense AS" in q["sql"])
+    ranking = next(q["sql"] for q in captured.captured_queries if "dense0 AS" in q["sql"])
     settings = next(q["sql"] for q in captured.captured_queries if "set_config" in q["sql"])
     with connection.cursor() as cursor:
         cursor.execute(settings)
@@ -169,12 +168,13 @@ def test_retrieval_path_runs_a_fixed_number_of_queries(
     people: Any, library: dict[str, Any], django_assert_num_queries: Any, mode: str
 ) -> None:
     (vector,) = embedding.embed(["secret canary phrase"])
-    # savepoint, planner settings, scope statistics, ranking, release: whatever the scope
-    with django_assert_num_queries(5):
+    # savepoint, planner settings, scope statistics, embedding models, ranking, release:
+    # whatever the scope
+    with django_assert_num_queries(6):
         hits = search(people.alice, "secret canary phrase", vector, k=5, mode=mode)
     assert documents(hits) == {library["canary"].pk}
     # Full text over a scope that holds none of the words needs no ranking query.
-    with django_assert_num_queries(4 if mode == "fulltext" else 5):
+    with django_assert_num_queries(5 if mode == "fulltext" else 6):
         search(people.bob, "secret canary phrase", vector, k=5, mode=mode)
 
 
@@ -221,7 +221,7 @@ def tiny_cross_encoder(folder: Path) -> Path:
         num_labels=1,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
-    source = Path(settings.EMBEDDING_MODEL_PATH)
+    source = embedding.path_of()
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
     return folder

@@ -16,6 +16,8 @@ class Action(models.TextChoices):
     DOCUMENT_DELETE = "document_delete", "Deleted a document"
     COLLECTION_CREATE = "collection_create", "Created a collection"
     COLLECTION_DELETE = "collection_delete", "Deleted a collection"
+    REEMBED_START = "reembed_start", "Started re-embedding a collection"
+    REEMBED_DONE = "reembed_done", "Re-embedded a collection"
     SHARE = "share", "Shared a collection"
     UNSHARE = "unshare", "Unshared a collection"
     DEPARTMENT_CREATE = "department_create", "Created a department"

@@ -82,13 +82,15 @@ def cached_embeddings(
 ) -> tuple[np.ndarray, Path, bool]:
     """The corpus vectors, from the cache when the same model already embedded the same
     corpus file; returns (vectors, cache path, whether it was a hit)."""
-    model_dir = Path(settings.EMBEDDING_MODEL_PATH)
+    from ingest import embedding
+
+    model_dir = embedding.path_of(settings.EMBEDDING_MODEL)
     key = _hash_files(p for p in model_dir.rglob("*") if p.is_file())
     key += "-" + _hash_files([folder / "corpus.jsonl"])
     path = Path(settings.DATA_DIR) / "benchmarks" / f"{folder.name}-{key}.npy"
     if path.exists():
         vectors = np.load(path)
-        if vectors.shape == (len(texts), settings.EMBEDDING_DIMENSIONS):
+        if vectors.shape == (len(texts), embedding.dimensions()):
             return vectors, path, True
     vectors = embed(texts)
     path.parent.mkdir(parents=True, exist_ok=True)

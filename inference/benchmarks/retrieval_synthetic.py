@@ -26,6 +26,7 @@ from django.db import connection
 from inference import lexical
 from inference.benchmarks.retrieval import describe
 from inference.retrieval import Params, search
+from ingest import vectors
 
 DEPARTMENTS = 10
 SMALL_SHARE = 0.01
@@ -152,11 +153,11 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
     connection.ensure_connection()
     register_vector(connection.connection)  # binary COPY of numpy vectors
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_embedding_hnsw'")
-        (hnsw_definition,) = cursor.fetchone()
+        vectors.ensure_index(DIMENSIONS)
+        hnsw_definition = vectors.create_index_sql(DIMENSIONS)
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_search_vector'")
         (gin_definition,) = cursor.fetchone()
-        cursor.execute("DROP INDEX chunk_embedding_hnsw")
+        cursor.execute(f"DROP INDEX {vectors.index_name(DIMENSIONS)}")
         cursor.execute("DROP INDEX chunk_search_vector")
         cursor.execute(
             "CREATE TEMP TABLE staging (id bigint, document_id bigint, collection_id bigint, "
@@ -181,10 +182,11 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
         # The same full-text terms as ingestion writes: the collection's configuration.
         cursor.execute(
             """
-            INSERT INTO ingest_chunk (id, document_id, collection_id, version, ordinal, page,
-                                      section, text, token_count, embedding, search_vector)
-            SELECT s.id, s.document_id, s.collection_id, 1, s.ordinal, NULL, '', s.text,
-                   0, s.embedding, to_tsvector(c.language::regconfig, s.text)
+            INSERT INTO ingest_chunk (id, document_id, collection_id, version, embedding_model,
+                                      ordinal, page, section, text, token_count, embedding,
+                                      search_vector)
+            SELECT s.id, s.document_id, s.collection_id, 1, c.embedding_model, s.ordinal, NULL,
+                   '', s.text, 0, s.embedding, to_tsvector(c.language::regconfig, s.text)
             FROM staging s JOIN ingest_collection c ON c.id = s.collection_id
             """
         )

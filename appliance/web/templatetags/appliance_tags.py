@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 
 from django import template
 from django.utils.html import escape
@@ -40,3 +41,10 @@ def audit_summary(details: dict) -> str:
         parts.append(f"{key}: {value}")
     line = "; ".join(parts)
     return line if len(line) <= _SHOWN_CHARS else line[: _SHOWN_CHARS - 1] + "…"
+
+
+@register.filter
+def embedding_model_name(name: str) -> str:
+    """A model named by an absolute path is shown by its folder's name: the path says
+    nothing to a curator, and where the appliance keeps its files is no one else's concern."""
+    return PurePath(name).name if name.startswith("/") else name

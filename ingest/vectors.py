@@ -1,0 +1,56 @@
+"""The HNSW indexes of chunk vectors: one partial index per vector length.
+
+``ingest_chunk.embedding`` holds vectors of any length, so that a collection can move to a
+model of another dimension without a schema change. HNSW needs one length per index, so
+each length in use gets its own, on ``embedding::vector(d)`` and restricted to the rows of
+that length (pgvector's way to index mixed dimensions). A query uses it by repeating the
+same expression and predicate (``distance_sql``, ``dimension_predicate``).
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+
+# Graph settings of every chunk index (pgvector's defaults, measured in README "Retrieval").
+M = 16
+EF_CONSTRUCTION = 64
+
+
+def index_name(dimensions: int) -> str:
+    return f"chunk_embedding_hnsw_{int(dimensions)}"
+
+
+def create_index_sql(dimensions: int) -> str:
+    d = int(dimensions)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {index_name(d)} ON ingest_chunk "
+        f"USING hnsw ((embedding::vector({d})) vector_cosine_ops) "
+        f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION}) "
+        f"WHERE vector_dims(embedding) = {d}"
+    )
+
+
+def dimension_predicate(dimensions: int, alias: str = "c") -> str:
+    """The index's predicate, spelled so the planner recognises it."""
+    return f"vector_dims({alias}.embedding) = {int(dimensions)}"
+
+
+def distance_sql(dimensions: int, alias: str = "c") -> str:
+    """Cosine distance to a ``%s`` parameter, in the index's own expression."""
+    d = int(dimensions)
+    return f"({alias}.embedding::vector({d}) <=> %s::vector({d}))"
+
+
+def ensure_index(dimensions: int) -> None:
+    """Create the index for vectors of this length unless it exists.
+
+    One catalog look-up per call (a call per document ingested); building it over an
+    empty set of rows is instant, the table is read once to find them.
+    """
+    d = int(dimensions)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Two workers meeting a new length at once: one builds, the other then finds it.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('ingest_chunk hnsw'))")
+        cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [index_name(d)])
+        if cursor.fetchone() is None:
+            cursor.execute(create_index_sql(d))
