@@ -109,11 +109,22 @@ DATABASES = {
         "NAME": env.str("APPLIANCE_DB_NAME", "appliance"),
         "USER": env.str("APPLIANCE_DB_USER", "appliance_app"),
         "PASSWORD": env.str("APPLIANCE_DB_PASSWORD", ""),
-        "CONN_MAX_AGE": env.int("APPLIANCE_DB_CONN_MAX_AGE", 0 if DEBUG else 60, minimum=0),
+        "CONN_MAX_AGE": env.int("APPLIANCE_DB_CONN_MAX_AGE", 0 if DEBUG else 600, minimum=0),
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": env.str("APPLIANCE_DB_TEST_NAME", "test_appliance")},
     }
 }
+# The web process (appliance/asgi.py says so) serves each request's database work on a
+# thread of its own, so Django's per-thread persistent connections would open a new
+# PostgreSQL connection for every request and leave it idle behind. It borrows from a
+# pool instead: bounded, and already connected.
+WEB_PROCESS = os.environ.get("APPLIANCE_PROCESS") == "web"
+DB_POOL_SIZE = env.int("APPLIANCE_DB_POOL_SIZE", 16, minimum=2)
+if WEB_PROCESS:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": DB_POOL_SIZE, "timeout": 10, "max_idle": 300}
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The role the running appliance uses; migrations run as the owner role (see README).
 DB_APP_ROLE = env.str("APPLIANCE_DB_APP_ROLE", "appliance_app")
@@ -257,7 +268,13 @@ LLM_SERVER_TIMEOUT_SECONDS = env.int("APPLIANCE_LLM_SERVER_TIMEOUT_SECONDS", 300
 EMBEDDING_MODEL = env.str(
     "APPLIANCE_EMBEDDING_MODEL", env.str("APPLIANCE_EMBEDDING_MODEL_PATH", "all-MiniLM-L6-v2")
 )
-EMBEDDING_THREADS = env.int("APPLIANCE_EMBEDDING_THREADS", os.cpu_count() or 2, minimum=1)
+# Ingestion embeds big batches on every core. An answer worker embeds one short question,
+# on one thread, while the database works out the asker's scope on another core.
+EMBEDDING_THREADS = env.int(
+    "APPLIANCE_EMBEDDING_THREADS",
+    1 if os.environ.get("APPLIANCE_WORKER_ROLE") == "answer" else os.cpu_count() or 2,
+    minimum=1,
+)
 EMBEDDING_BATCH_SIZE = env.int("APPLIANCE_EMBEDDING_BATCH_SIZE", 32, minimum=1)
 
 # --- retrieval and answers ----------------------------------------------------------------

@@ -94,8 +94,24 @@ def is_alive(question: Asked) -> bool:
     return bool(client().exists(alive_key(question)))
 
 
+def stop_signal_key(question: Asked) -> str:
+    return f"appliance:answer:{_name(question)}:stop"
+
+
 def request_cancel(question: Asked) -> None:
-    client().set(cancel_key(question), "1", ex=settings.ANSWER_EVENTS_TTL_SECONDS)
+    """Mark the question stopped (for a worker yet to start it) and wake the worker that
+    is answering it (see ``wait_for_stop``)."""
+    ttl = settings.ANSWER_EVENTS_TTL_SECONDS
+    pipe = client().pipeline(transaction=False)
+    pipe.set(cancel_key(question), "1", ex=ttl)
+    pipe.rpush(stop_signal_key(question), "1")
+    pipe.expire(stop_signal_key(question), ttl)
+    pipe.execute()
+
+
+def wait_for_stop(question: Asked, timeout_seconds: float) -> bool:
+    """Block until someone asks to stop this answer (True) or the timeout passes."""
+    return client().blpop([stop_signal_key(question)], timeout=timeout_seconds) is not None
 
 
 def cancel_requested(question: Asked) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
@@ -57,14 +58,25 @@ def _replay_from_database(question: Question, user: Any) -> list[str]:
 
 def _check_stalled(question_id: int) -> None:
     """If the question is running but its worker stopped saying it is alive, end it."""
-    question = Question.objects.select_related("user").filter(pk=question_id).first()
-    if question is None or question.status != QuestionStatus.RUNNING:
-        return
-    if events.is_alive(question):
-        return
-    started = question.started_at or question.created_at
-    if (timezone.now() - started).total_seconds() > events.ALIVE_SECONDS:
-        answering.finish_with_error(question, answering.WORKER_LOST)
+    try:
+        question = Question.objects.select_related("user").filter(pk=question_id).first()
+        if question is None or question.status != QuestionStatus.RUNNING:
+            return
+        if events.is_alive(question):
+            return
+        started = question.started_at or question.created_at
+        if (timezone.now() - started).total_seconds() > events.ALIVE_SECONDS:
+            answering.finish_with_error(question, answering.WORKER_LOST)
+    finally:
+        _release_database()
+
+
+def _release_database() -> None:
+    """A stream may stay open for minutes: it holds no database connection meanwhile
+    (the web process's connections come from a bounded pool)."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 async def question_events(request: HttpRequest, question_id: int) -> HttpResponse:
@@ -91,6 +103,7 @@ async def question_events(request: HttpRequest, question_id: int) -> HttpRespons
                     for line in await sync_to_async(_replay_from_database)(fresh, user):
                         yield line
                     return
+            await sync_to_async(_release_database)()
             yield "retry: 2000\n\n"
             while True:
                 response = await redis.xread({key: after}, block=IDLE_BLOCK_MS, count=200)

@@ -37,11 +37,14 @@ start_all() {
   cd "$ROOT"
   start_process web "$VENV/bin/uvicorn" appliance.asgi:application --host "$host" --port "$port" \
     --workers "$web_workers" --proxy-headers --forwarded-allow-ips 127.0.0.1 --timeout-graceful-shutdown 5
+  # No gossip or mingle: the workers coordinate through the database, and their chatter
+  # would wake every worker every few seconds, in the middle of a model's work.
   start_process ingest env APPLIANCE_WORKER_ROLE=ingest "$VENV/bin/celery" -A appliance worker \
     -Q ingest -n "ingest@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO \
-    --max-memory-per-child 3000000
+    --without-gossip --without-mingle --max-memory-per-child 3000000
   start_process answer env APPLIANCE_WORKER_ROLE=answer "$VENV/bin/celery" -A appliance worker \
-    -Q answer -n "answer@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+    -Q answer -n "answer@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO \
+    --without-gossip --without-mingle
   echo "http://$host:$port/"
 }
 

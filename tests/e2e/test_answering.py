@@ -159,3 +159,49 @@ def test_waiting_questions_learn_their_place_in_the_queue(
     assert places[0] >= 1, places  # it waited behind the others...
     assert places == sorted(places, reverse=True)  # ...and moved up as they were answered
     assert last[-1][1] == "done"
+
+
+def _sessions_so_far() -> int:
+    """PostgreSQL sessions ever opened on the test database."""
+    from django.db import connection
+
+    time.sleep(1.2)  # backends report their statistics about once a second
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_the_web_process_borrows_database_connections_instead_of_opening_them(
+    people: Any, api_for: Any, stack: Any
+) -> None:
+    """Each request's database work runs on a thread of its own under ASGI: with Django's
+    per-thread connections every request opened a PostgreSQL session (and, with
+    CONN_MAX_AGE, left it open behind it). The web process borrows from a pool instead."""
+    api = api_for(people.alice)
+    assert api.get("/api/v1/collections").status_code == 200
+    before = _sessions_so_far()
+    for _ in range(40):
+        assert api.get("/api/v1/collections").status_code == 200
+    assert _sessions_so_far() - before <= 5
+
+
+def test_the_answer_worker_keeps_its_database_connection_between_questions(
+    live_db: Any, stack: Any
+) -> None:
+    """Celery closes Django's connections around every task unless told otherwise; a new
+    session on the way to every first token is what this guards against."""
+    import redis
+    from django.conf import settings as django_settings
+
+    from inference.tasks import answer_question
+
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    answer_question.delay(0)  # the worker has touched the database at least once
+    wait_for(lambda: broker.llen("answer") == 0, timeout=30, message="the queue to empty")
+    before = _sessions_so_far()
+    for _ in range(12):
+        answer_question.delay(0)  # no such question: claimed by nobody, skipped at once
+    wait_for(lambda: broker.llen("answer") == 0, timeout=30, message="the queue to empty")
+    time.sleep(1)
+    assert _sessions_so_far() - before <= 3
