@@ -51,7 +51,7 @@ def _start(**_: object) -> None:
         from inference.llm.backend import get_model
 
         get_model()
-    # The models leave a few million long-lived Python objects behind (torch,
+    # The models leave about half a million long-lived Python objects behind (torch,
     # transformers); a full garbage collection walking them all paused a question for a
     # quarter of a second. Frozen, they are left out of every later collection.
     gc.collect()
