@@ -40,8 +40,14 @@ def is_installed(name: str | None = None) -> bool:
     return (path_of(name) / "config.json").is_file() or (path_of(name) / "modules.json").is_file()
 
 
+_loading = threading.Lock()
+
+
 def model(name: str | None = None) -> SentenceTransformer:
-    return _load(name or settings.EMBEDDING_MODEL)
+    # An answer worker may ask from two threads at once (the question is embedded on a
+    # thread of its own): the model is loaded once, not twice side by side.
+    with _loading:
+        return _load(name or settings.EMBEDDING_MODEL)
 
 
 @cache
