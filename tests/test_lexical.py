@@ -213,6 +213,38 @@ def test_rebuild_reproduces_the_statistics_kept_incrementally(
     assert kept_statistics(fruit) == kept == expected_statistics(fruit)
 
 
+def test_rebuild_repairs_damaged_statistics_of_the_collections_named_only(
+    people: Any, fruit: Collection
+) -> None:
+    other = actions.create_collection(people.carol, "Other", people.hr, language="simple")
+    first = published(fruit, CORPUS[:3])
+    published(fruit, CORPUS[3:])
+    published(other, ["apple apple zucchini"])
+    # chunks under another embedding model (a re-embedding in progress) are not counted
+    Chunk.objects.filter(document=first, ordinal=0).update(embedding_model="another-model")
+    expected = expected_statistics(fruit)
+    expected["chunks"] -= 1
+    expected["length"] -= len(CORPUS[0].split())
+    expected["lengths"].pop(Chunk.objects.get(document=first, ordinal=0).pk)
+    for word in set(CORPUS[0].split()):
+        expected["frequencies"][word] -= 1
+    expected["frequencies"] = {w: n for w, n in expected["frequencies"].items() if n}
+    other_kept = kept_statistics(other)
+    # damage: wrong totals, wrong frequencies, a missing length, a stray lexeme
+    LexicalCollection.objects.filter(collection__in=[fruit, other]).update(
+        chunk_count=99, total_length=999
+    )
+    LexicalTerm.objects.filter(collection=fruit).update(document_frequency=42)
+    LexicalTerm.objects.create(collection=fruit, lexeme="stray", document_frequency=7)
+    LexicalChunk.objects.filter(chunk__document=first, chunk__ordinal=1).delete()
+
+    lexical.rebuild([fruit.pk])
+
+    assert kept_statistics(fruit) == expected
+    other_kept["chunks"], other_kept["length"] = 99, 999  # untouched, damage included
+    assert kept_statistics(other) == other_kept
+
+
 def test_deleting_a_collection_removes_its_statistics(people: Any, fruit: Collection) -> None:
     published(fruit, CORPUS)
     actions.delete_collection(people.carol, fruit)
