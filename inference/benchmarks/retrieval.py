@@ -28,7 +28,11 @@ def add_arguments(parser: CommandParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--beir", type=Path, help="a BEIR folder, e.g. ../shared/corpus/scifact")
     what.add_argument("--synthetic", type=int, metavar="N", help="N synthetic chunks")
-    parser.add_argument("--sweep", action="store_true", help="BEIR: also print the tuning grid")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also print a tuning grid (BEIR: ranking; synthetic: graph search and exact scans)",
+    )
     parser.add_argument("--queries", type=int, default=400, help="synthetic: queries timed")
     parser.add_argument("--seed", type=int, default=7, help="synthetic: random seed")
     tuning = parser.add_argument_group("ranking (defaults from settings)")
@@ -133,7 +137,12 @@ def run(options: dict[str, Any], out: Any) -> None:
         if options["synthetic"] < 1000:
             raise CommandError("--synthetic needs at least 1000 chunks")
         result = retrieval_synthetic.run(
-            options["synthetic"], params, lines, queries=options["queries"], seed=options["seed"]
+            options["synthetic"],
+            params,
+            lines,
+            queries=options["queries"],
+            seed=options["seed"],
+            sweep=options["sweep"],
         )
     if options.get("json"):
         out.write(json.dumps(result, sort_keys=True))
