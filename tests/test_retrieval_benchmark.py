@@ -1,0 +1,96 @@
+"""``manage.py benchmark retrieval``: both variants run through the appliance's own search on
+the real database, print the figures the issue asks for on their last line, and leave
+nothing behind."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from ingest.models import Chunk, Collection
+
+# The synthetic benchmark creates and drops a database of its own, which no transaction can
+# hold: these tests commit, and end like every live test (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+def last_json(out: StringIO) -> dict[str, Any]:
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_the_synthetic_benchmark_times_the_filtered_query_in_a_scratch_database() -> None:
+    out = StringIO()
+    call_command(
+        "benchmark",
+        "retrieval",
+        "--synthetic",
+        "3000",
+        "--queries",
+        "20",
+        "--sweep",
+        "--json",
+        stdout=out,
+    )
+    result = last_json(out)
+    assert result["chunks"] == 3000 and result["queries"] == 20
+    assert 0 < result["p50_ms"] <= result["p95_ms"]
+    # Every department is small enough to be read exactly: the ranking must then agree with
+    # numpy's brute force over the asker's department, which an access filter that let
+    # other departments in, or a wrong distance, would break.
+    assert result["recall_at_10"] == result["recall_at_10_small_department"] == 1.0
+    assert len(result["sweep"]) == 8
+    assert all(row["recall_at_10"] == 1.0 for row in result["sweep"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s", ["%_bench_%"])
+        assert cursor.fetchone()[0] == 0  # the scratch database is dropped
+    assert not Chunk.objects.exists()  # and the test database never saw its rows
+
+
+@pytest.fixture
+def tiny_beir(tmp_path: Path) -> Path:
+    """Six abstracts and three queries, each with one relevant abstract."""
+    corpus = [
+        ("d1", "Vitamin D", "Vitamin D deficiency is associated with bone fractures in adults."),
+        ("d2", "Malaria", "Mosquito nets reduce malaria transmission in rural villages."),
+        ("d3", "Statins", "Statins lower cholesterol and reduce the risk of heart attacks."),
+        ("d4", "Sleep", "Short sleep duration impairs memory consolidation in students."),
+        ("d5", "Coffee", "Coffee consumption shows no link to kidney stones in this cohort."),
+        ("d6", "Exercise", "Regular aerobic exercise improves insulin sensitivity."),
+    ]
+    queries = [
+        ("q1", "Do bed nets prevent malaria?", "d2"),
+        ("q2", "cholesterol lowering drugs and heart attack risk", "d3"),
+        ("q3", "sleep and memory", "d4"),
+    ]
+    (tmp_path / "qrels").mkdir()
+    with (tmp_path / "corpus.jsonl").open("w") as handle:
+        for doc_id, title, text in corpus:
+            handle.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (tmp_path / "queries.jsonl").open("w") as handle:
+        for query_id, text, _ in queries:
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    with (tmp_path / "qrels" / "test.tsv").open("w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for query_id, _, doc_id in queries:
+            handle.write(f"{query_id}\t{doc_id}\t1\n")
+    return tmp_path
+
+
+def test_the_beir_benchmark_scores_dense_fulltext_and_hybrid_retrieval(tiny_beir: Path) -> None:
+    out = StringIO()
+    call_command("benchmark", "retrieval", "--beir", str(tiny_beir), "--json", stdout=out)
+    result = last_json(out)
+    for measure in ("ndcg_at_10", "recall_at_100"):
+        assert set(result[measure]) >= {"dense", "fulltext", "hybrid"}
+    # Six abstracts: every relevant one is among the first hundred, whatever the ranking.
+    assert result["recall_at_100"] == {"dense": 1.0, "fulltext": 1.0, "hybrid": 1.0}
+    # Each query names its abstract plainly: the real model and BM25 both put it first.
+    assert result["ndcg_at_10"]["dense"] == pytest.approx(1.0)
+    assert result["ndcg_at_10"]["hybrid"] == pytest.approx(1.0)
+    assert not Collection.objects.exists() and not Chunk.objects.exists()
