@@ -99,12 +99,20 @@ def test_time_spent_waiting_for_the_consumer_does_not_count(sandbox: Sandbox) ->
 
 def test_a_reader_that_crashes_is_reported_and_replaced(sandbox: Sandbox) -> None:
     list(sandbox.parse(QUICK, "pdf"))
-    child = sandbox._child
+    first = sandbox._child
+    assert first is not None
     blocks = sandbox.parse(SLOW, "epub")
 
+    def reading_slow() -> bool:
+        # The child the slow file went to: the same one (now on its second file), or a new
+        # one when the first was recycled after the quick file (it may grow past the limit).
+        child = sandbox._child
+        return child is not None and child.documents == (2 if child is first else 1)
+
     def crash() -> None:
-        time.sleep(1.5)
-        os.kill(child.process.pid, signal.SIGSEGV)
+        wait_for(reading_slow, timeout=10, message="the slow file to reach a reader")
+        time.sleep(1)
+        os.kill(sandbox._child.process.pid, signal.SIGSEGV)  # type: ignore[union-attr]
 
     threading.Thread(target=crash, daemon=True).start()
     with pytest.raises(ParseError, match="crashed on it"):
