@@ -16,10 +16,11 @@ chunks the person may not see, and never filtered afterwards in Python.
 
 Collections normally share one embedding model; while one moves to another (see
 ``ingest.reembed``) a scope may hold two, and the question is embedded by each. Each dense
-list takes one of two plans, chosen by its size: a small scope is read exactly (every
-chunk's distance, through the collection index), a large one through the HNSW index of
-its vectors' length with iterative scans, which keep reading the graph until enough
-allowed chunks are found.
+list takes one of two plans, chosen by its size (``ModelGroup.read_exactly``): a small
+scope, or a modest one that is a small share of all chunks, is read exactly (every chunk's
+distance, through the collection index), a large one through the HNSW index of its
+vectors' length with iterative scans, which keep reading the graph until enough allowed
+chunks are found.
 """
 
 from __future__ import annotations
@@ -123,10 +124,33 @@ class ModelGroup:
     chunk_count: int
     dimensions: int = 0
     vector: str = ""
+    all_chunks: int = 0  # this model's live chunks in every collection, readable or not
+
+    def read_exactly(self, params: Params) -> bool:
+        """Whether to compute every chunk's distance rather than walk the HNSW graph.
+
+        Up to ``exact_scan_max_chunks`` always. A scope that is a small share of the graph
+        (a department's collection in a large installation) is read exactly up to
+        ``SELECTIVE_SCOPE_FACTOR`` times that: the graph walk must pass over the other
+        chunks to find its own, and loses recall doing it (measured at 1M chunks: a 1%
+        department's 10,000 chunks took 76 ms p95 with recall 0.90 through the graph,
+        about 25 ms and recall 1.0 read exactly)."""
+        limit = params.exact_scan_max_chunks
+        if self.chunk_count <= limit:
+            return True
+        selective = self.chunk_count <= SELECTIVE_SCOPE_SHARE * self.all_chunks
+        return selective and self.chunk_count <= SELECTIVE_SCOPE_FACTOR * limit
+
+
+SELECTIVE_SCOPE_SHARE = 0.02
+SELECTIVE_SCOPE_FACTOR = 4
 
 
 _MODEL_GROUPS = """
-    SELECT k.embedding_model, array_agg(k.id ORDER BY k.id), coalesce(sum(l.chunk_count), 0)
+    SELECT k.embedding_model, array_agg(k.id ORDER BY k.id), coalesce(sum(l.chunk_count), 0),
+           (SELECT coalesce(sum(a.chunk_count), 0)
+            FROM inference_lexicalcollection a JOIN ingest_collection m ON m.id = a.collection_id
+            WHERE m.embedding_model = k.embedding_model)
     FROM ingest_collection k LEFT JOIN inference_lexicalcollection l ON l.collection_id = k.id
     WHERE k.id IN ({scope})
     GROUP BY k.embedding_model
@@ -137,10 +161,12 @@ _MODEL_GROUPS = """
 def _model_groups(cursor: Any, scope: str, params: tuple, query: QueryVector) -> list[ModelGroup]:
     cursor.execute(_MODEL_GROUPS.format(scope=scope), list(params))
     groups = []
-    for model, ids, chunks in cursor.fetchall():
+    for model, ids, chunks, all_chunks in cursor.fetchall():
         vector = np.asarray(query(model) if callable(query) else query, dtype=np.float32)
         groups.append(
-            ModelGroup(model, list(ids), int(chunks), len(vector), _vector_literal(vector))
+            ModelGroup(
+                model, list(ids), int(chunks), len(vector), _vector_literal(vector), int(all_chunks)
+            )
         )
     return groups
 
@@ -222,7 +248,7 @@ def _ranking_sql(
     if mode in ("hybrid", "dense"):
         for number, group in enumerate(models):
             distance = vectors.distance_sql(group.dimensions)
-            exact = group.chunk_count <= params.exact_scan_max_chunks
+            exact = group.read_exactly(params)
             dense = _DENSE.format(
                 scope=scope,
                 distance=distance,

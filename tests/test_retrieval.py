@@ -163,6 +163,27 @@ def test_small_scopes_are_read_exactly_and_large_ones_through_the_hnsw_index(
     assert both[0] == both[1]
 
 
+def test_a_scope_that_is_a_small_share_of_all_chunks_is_read_exactly_a_while_longer(
+    people: Any,
+) -> None:
+    notes = actions.create_collection(people.carol, "Plans", people.hr)
+    published(notes, [f"note number {i}" for i in range(30)])
+    ledger = actions.create_collection(people.carol, "Ledger", people.finance)
+    for start in range(0, 1500, 500):
+        published(ledger, [f"entry number {i}" for i in range(start, start + 500)])
+    # Alice reads 30 of 1,530 chunks (under 2%): exact up to four times the limit.
+    assert "chunk_embedding_hnsw" not in _plan_of_last_search(
+        people.alice, Params(exact_scan_max_chunks=8)
+    )
+    assert "chunk_embedding_hnsw" in _plan_of_last_search(
+        people.alice, Params(exact_scan_max_chunks=7)
+    )
+    # Bob reads 1,500 of 1,530: a large share goes through the graph past the limit.
+    assert "chunk_embedding_hnsw" in _plan_of_last_search(
+        people.bob, Params(exact_scan_max_chunks=1499)
+    )
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "fulltext"])
 def test_retrieval_path_runs_a_fixed_number_of_queries(
     people: Any, library: dict[str, Any], django_assert_num_queries: Any, mode: str
