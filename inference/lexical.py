@@ -144,8 +144,8 @@ def forget_document(collection_id: int, document_id: int) -> None:
         _recount(cursor, collection_id, document_id, None, "")
 
 
-# Per collection, in three statements (one would join two 1M-row CTEs the planner
-# guesses hold one row each, and loop for hours):
+# Per collection, in two statements (a single one joined two 1M-row CTEs the planner
+# guessed held one row each, and looped for hours):
 # 1. the lengths of its live chunks under its embedding model, and its totals from them;
 _REBUILD_LENGTHS = """
     WITH lengths AS (
