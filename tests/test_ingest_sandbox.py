@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingest.parsing import ParseError
-from ingest.parsing.sandbox import Sandbox
+from ingest.parsing.sandbox import RECYCLE_RSS_MB, Sandbox
 from tests.conftest import DOCUMENTS
 from tests.support.stack import wait_for
 
@@ -62,6 +62,20 @@ def test_a_parse_error_comes_back_as_the_reason_and_the_child_lives_on(
     with pytest.raises(ParseError, match="Password-protected PDF"):
         list(sandbox.parse(DOCUMENTS / "pdf" / "password.pdf", "pdf"))
     assert sandbox._child is child and child.alive()
+
+
+def test_the_reader_is_kept_while_the_worker_holds_much_memory(sandbox: Sandbox) -> None:
+    # An ingest worker holds the embedding model and torch. Its memory is not the reader's:
+    # the reader is replaced only when it grows large itself.
+    ballast = bytearray((RECYCLE_RSS_MB + 256) << 20)
+    for page in range(0, len(ballast), 4096):
+        ballast[page] = 1  # resident, not merely reserved
+    list(sandbox.parse(QUICK, "pdf"))
+    child = sandbox._child
+    assert child is not None and 0 < child.rss_mb < RECYCLE_RSS_MB
+    list(sandbox.parse(QUICK, "pdf"))
+    assert sandbox._child is child
+    del ballast
 
 
 def test_a_file_that_needs_too_much_memory_stops_only_its_reader(tmp_path: Path) -> None:
@@ -130,7 +144,7 @@ def test_the_reader_ends_with_the_worker_that_started_it() -> None:
                 import threading
                 import time
                 from pathlib import Path
-                from ingest.parsing.sandbox import Sandbox
+                from ingest.parsing.sandbox import RECYCLE_RSS_MB, Sandbox
                 sandbox = Sandbox(4096, 300)
                 blocks = sandbox.parse(Path({str(SLOW)!r}), "epub")
                 def show():

@@ -82,9 +82,21 @@ def _handle(request: dict[str, Any], out: TextIO) -> None:
         traceback.print_exc(file=sys.stderr)
         _send(out, {"t": "error", "message": "", "exception": type(exc).__name__})
     else:
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        _send(out, {"t": "end", "rss_mb": rss_mb})
+        _send(out, {"t": "end", "rss_mb": _resident_mb()})
     out.flush()
+
+
+def _resident_mb() -> int:
+    """This process's resident memory now, in MB.
+
+    Not ``ru_maxrss``: Linux carries the parent's peak across fork and exec into it, so a
+    child of a worker holding 2 GB of models would report 2 GB and be replaced after every
+    file."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):  # no /proc: the peak is the best there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
 
 
 def _out_of_memory(out: TextIO | None) -> None:
