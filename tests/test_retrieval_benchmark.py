@@ -47,7 +47,8 @@ def test_the_synthetic_benchmark_times_the_filtered_query_in_a_scratch_database(
     assert len(result["sweep"]) == 8
     assert all(row["recall_at_10"] == 1.0 for row in result["sweep"])
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s", ["%_bench_%"])
+        scratch = f"{connection.settings_dict['NAME']}_bench_retrieval"
+        cursor.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [scratch])
         assert cursor.fetchone()[0] == 0  # the scratch database is dropped
     assert not Chunk.objects.exists()  # and the test database never saw its rows
 

@@ -35,6 +35,13 @@ def add_arguments(parser: CommandParser) -> None:
     )
     parser.add_argument("--queries", type=int, default=400, help="synthetic: queries timed")
     parser.add_argument("--seed", type=int, default=7, help="synthetic: random seed")
+    parser.add_argument(
+        "--structure",
+        choices=("documents", "isotropic"),
+        default="documents",
+        help="synthetic: vectors shaped like text embeddings (chunks of documents of topics), "
+        "or cluster centres plus noise in every direction (a worst case for the graph)",
+    )
     tuning = parser.add_argument_group("ranking (defaults from settings)")
     tuning.add_argument("--k1", type=float, help="BM25 k1")
     tuning.add_argument("--b", type=float, help="BM25 b")
@@ -143,6 +150,7 @@ def run(options: dict[str, Any], out: Any) -> None:
             queries=options["queries"],
             seed=options["seed"],
             sweep=options["sweep"],
+            structure=options["structure"],
         )
     if options.get("json"):
         out.write(json.dumps(result, sort_keys=True))
