@@ -245,6 +245,20 @@ def test_rebuild_repairs_damaged_statistics_of_the_collections_named_only(
     assert kept_statistics(other) == other_kept
 
 
+def test_chunk_rows_keep_their_vector_and_full_text_terms_inline(db: Any) -> None:
+    # Both rankings read these columns of every candidate; moved to the TOAST table, each
+    # would cost extra reads (ingest migrations 0005 and 0006; effect measured by
+    # ``benchmark retrieval --synthetic``). The catalog is what the migrations set.
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT c.reloptions, a.attstorage FROM pg_class c "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'embedding' "
+            "WHERE c.relname = 'ingest_chunk'"
+        )
+        options, storage_kind = cursor.fetchone()
+    assert "toast_tuple_target=4080" in options and storage_kind == "m"
+
+
 def test_deleting_a_collection_removes_its_statistics(people: Any, fruit: Collection) -> None:
     published(fruit, CORPUS)
     actions.delete_collection(people.carol, fruit)
