@@ -53,13 +53,12 @@ class Corpus:
     vectors: np.ndarray  # (n, 384) float32, unit length
     departments: np.ndarray  # (n,) department index; 0 is the small one
     clusters: np.ndarray  # (n,) topic index
-    documents: np.ndarray  # (n,) document index; a document's chunks are consecutive
+    documents: np.ndarray  # (n,) document index; a document lies in one department
     texts: list[str]
     words: list[str]
     topics: np.ndarray  # (clusters, TOPIC_WORDS) word indexes
 
 
-STRUCTURES = ("documents", "isotropic")
 # Of the "documents" structure, fitted to all-MiniLM-L6-v2 vectors of real text at about
 # 5,000 chunks (see ``neighbourhood`` and README "Retrieval"): the share of a direction
 # common to all text, the spread of topics around their field, of documents around their
@@ -429,9 +428,10 @@ def run(
     out.write(f"synthetic: {n} chunks ({structure}) over {DEPARTMENTS} departments, one holding 1%")
     started = time.perf_counter()
     corpus = generate(n, seed, structure)
+    generated = time.perf_counter() - started
     shape = neighbourhood(corpus.vectors)
     out.write(
-        f"  generated in {time.perf_counter() - started:.1f} s; local dimension "
+        f"  generated in {generated:.1f} s; local dimension "
         f"{shape['local_dimension']}, cosine of the 1st / 10th / 100th neighbour "
         f"{shape['cosine_1st']} / {shape['cosine_10th']} / {shape['cosine_100th']} (real "
         "text chunks, all-MiniLM-L6-v2: about 18, 0.70 / 0.56 / 0.43)"
