@@ -204,18 +204,31 @@ _PLANNER_SETTINGS = """
            set_config('hnsw.ef_search', %s, true)
 """
 
-# The nearest chunks of one embedding model by cosine distance. ``{order}`` is the bare
-# distance for the HNSW plan; for the exact plan it is the distance plus zero, an
-# expression the index cannot serve, so the planner reads the scope's chunks through the
-# collection index and sorts them all. ``{distance}`` and ``{length}`` repeat the partial
-# index's expression and predicate (ingest/vectors.py).
+# The nearest chunks of one embedding model by cosine distance, through the HNSW index:
+# ``{distance}`` and ``{length}`` repeat the partial index's expression and predicate
+# (ingest/vectors.py), so the planner walks the graph in distance order.
 _DENSE = """
     SELECT c.id, {distance} AS distance
     FROM ingest_chunk c
     JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
     WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
       AND c.embedding_model = %s AND {length}
-    ORDER BY {order}
+    ORDER BY {distance}
+    LIMIT %s
+"""
+
+# The same, read exactly: every chunk of the scope is scored once in the sub-select (which
+# the index cannot serve: the order is taken outside it), then the best are sorted out.
+_DENSE_EXACT = """
+    SELECT id, distance FROM (
+        SELECT c.id, {distance} AS distance
+        FROM ingest_chunk c
+        JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+        WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
+          AND c.embedding_model = %s AND {length}
+        OFFSET 0
+    ) scored
+    ORDER BY distance
     LIMIT %s
 """
 
@@ -249,15 +262,14 @@ def _ranking_sql(
         for number, group in enumerate(models):
             distance = vectors.distance_sql(group.dimensions)
             exact = group.read_exactly(params)
-            dense = _DENSE.format(
+            dense = (_DENSE_EXACT if exact else _DENSE).format(
                 scope=scope,
                 distance=distance,
                 length=vectors.dimension_predicate(group.dimensions),
-                order=f"{distance} + 0" if exact else distance,
             )
             ctes.append(f"dense{number} AS MATERIALIZED ({dense})")
             args += [group.vector, group.collection_ids, *scope_params, group.model]
-            args += [group.vector, depth]
+            args += [depth] if exact else [group.vector, depth]
             ranked.append(
                 f"SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "  # noqa: S608
                 f"NULL::bigint AS lexical_rank, NULL::float8 AS bm25 FROM dense{number}"
