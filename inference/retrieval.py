@@ -204,33 +204,24 @@ _PLANNER_SETTINGS = """
            set_config('hnsw.ef_search', %s, true)
 """
 
-# The nearest chunks of one embedding model by cosine distance, through the HNSW index:
-# ``{distance}`` and ``{length}`` repeat the partial index's expression and predicate
-# (ingest/vectors.py), so the planner walks the graph in distance order.
-_DENSE = """
+# The chunks of one embedding model in scope, with their cosine distance. ``{distance}``
+# and ``{length}`` repeat the partial index's expression and predicate (ingest/vectors.py).
+_DENSE_ROWS = """
     SELECT c.id, {distance} AS distance
     FROM ingest_chunk c
     JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
     WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
       AND c.embedding_model = %s AND {length}
-    ORDER BY {distance}
-    LIMIT %s
 """
-
-# The same, read exactly: every chunk of the scope is scored once in the sub-select (which
-# the index cannot serve: the order is taken outside it), then the best are sorted out.
-_DENSE_EXACT = """
-    SELECT id, distance FROM (
-        SELECT c.id, {distance} AS distance
-        FROM ingest_chunk c
-        JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
-        WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
-          AND c.embedding_model = %s AND {length}
-        OFFSET 0
-    ) scored
-    ORDER BY distance
-    LIMIT %s
-"""
+# The nearest of them through the HNSW index: the planner walks the graph in distance order.
+_DENSE = _DENSE_ROWS + "    ORDER BY {distance}\n    LIMIT %s\n"
+# The nearest of them read exactly: every chunk is scored once in the sub-select (which the
+# index cannot serve: the order is taken outside it), then the best are sorted out.
+_DENSE_EXACT = (
+    "    SELECT id, distance FROM ("  # noqa: S608 - constant text, values are parameters
+    + _DENSE_ROWS
+    + "    OFFSET 0) scored\n    ORDER BY distance\n    LIMIT %s\n"
+)
 
 
 def _similarity_sql(models: list[ModelGroup]) -> tuple[str, list[Any]]:
