@@ -144,7 +144,7 @@ def test_the_reader_ends_with_the_worker_that_started_it() -> None:
                 import threading
                 import time
                 from pathlib import Path
-                from ingest.parsing.sandbox import RECYCLE_RSS_MB, Sandbox
+                from ingest.parsing.sandbox import Sandbox
                 sandbox = Sandbox(4096, 300)
                 blocks = sandbox.parse(Path({str(SLOW)!r}), "epub")
                 def show():
