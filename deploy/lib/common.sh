@@ -9,9 +9,6 @@ DATA_DIR="${APPLIANCE_DATA_DIR:-$ROOT/var}"
 ENV_FILE="${APPLIANCE_ENV_FILE:-$DATA_DIR/appliance.env}"
 CACHE_DIR="${APPLIANCE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/appliance}"
 WHEELHOUSE="$CACHE_DIR/wheels"
-# The CPU features llama.cpp is compiled for (see install_python).
-LLAMA_CPU="avx2"
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 PYTHON="${APPLIANCE_PYTHON:-python3}"
 
 LLAMA_CPP_VERSION=0.3.36
@@ -141,8 +138,12 @@ ensure_venv() {
   local py
   py=$(venv_python)
   local stamp="$VENV/.installed"
-  local want
-  want=$(cat "$ROOT/pyproject.toml" "$ROOT/deploy/lib/common.sh" | sha256sum | cut -c1-16)
+  local build cmake_args want
+  build=$(env_value APPLIANCE_LLAMA_BUILD)
+  build=${build:-avx2}
+  cmake_args=$(llama_cmake_args "$build")
+  want=$(cat "$ROOT/pyproject.toml" "$ROOT/deploy/lib/common.sh" <(echo "$cmake_args") |
+    sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
 
   mkdir -p "$WHEELHOUSE"
@@ -151,14 +152,12 @@ ensure_venv() {
   # would otherwise fetch several GB of CUDA libraries.
   quiet_pip "$py" -m pip install -q "torch==$TORCH_VERSION"
   # llama-cpp-python compiles for ~12 minutes on 2 cores: build it once into the wheelhouse
-  # and reuse that wheel on every later install. It is built for AVX2, not for the build
-  # host's own CPU (llama.cpp's default): a native build on a host that reports AMX and
-  # AVX-512 died with "Illegal instruction" on its first long prompt, and a wheel must also
-  # run on the host it is carried to. --no-cache-dir: pip's own cache ignores CMAKE_ARGS.
-  local llama_wheels="$WHEELHOUSE/llama-$LLAMA_CPU"
+  # (one folder per build kind, see llama_cmake_args) and reuse that wheel on every later
+  # install. --no-cache-dir: pip's own cache ignores CMAKE_ARGS.
+  local llama_wheels="$WHEELHOUSE/llama-$build"
   if ! ls "$llama_wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
-    log "building llama-cpp-python $LLAMA_CPP_VERSION once (about 12 minutes on 2 cores)"
-    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" quiet_pip "$py" -m pip wheel -q --no-deps --no-cache-dir \
+    log "building llama-cpp-python $LLAMA_CPP_VERSION for $build once (about 12 minutes on 2 cores)"
+    CMAKE_ARGS="$cmake_args" quiet_pip "$py" -m pip wheel -q --no-deps --no-cache-dir \
       "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$llama_wheels"
   fi
   log "installing the appliance and its Python packages"
@@ -248,6 +247,30 @@ ENV
 }
 
 random_secret() { head -c 48 /dev/urandom | base64 -w0 | tr -d '/+='; }
+
+llama_cmake_args() {
+  # How llama.cpp is compiled, by APPLIANCE_LLAMA_BUILD (environment or settings file):
+  # avx2    the default: any x86-64 server of the last decade, and the wheel can be carried.
+  #         Not the host's own CPU (llama.cpp's default): a native build on a host that
+  #         reports AMX and AVX-512 died with "Illegal instruction" on its first long prompt.
+  # native  this host's own CPU features (AVX-512, AMX): faster prompts where they really
+  #         work; check with a long question before relying on it.
+  # cuda    an NVIDIA GPU (needs nvcc; also set APPLIANCE_LLM_GPU_LAYERS=-1). CUDA
+  #         architectures from APPLIANCE_CUDA_ARCHITECTURES, else those of the GPUs present.
+  case "$1" in
+    avx2) echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" ;;
+    native) echo "-DGGML_NATIVE=ON" ;;
+    cuda)
+      local arch
+      arch=$(env_value APPLIANCE_CUDA_ARCHITECTURES)
+      echo "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${arch:-native}"
+      ;;
+    *)
+      echo "APPLIANCE_LLAMA_BUILD must be avx2, native or cuda, not '$1'." >&2
+      return 2
+      ;;
+  esac
+}
 
 env_value() {
   # The value of one setting: from the environment first, then from the settings file.

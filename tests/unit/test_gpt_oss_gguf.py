@@ -9,6 +9,8 @@ and whatever the model emits can be detokenized and parsed. The answers are nois
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,8 @@ pytest.importorskip("gguf")
 
 from tests.support.tiny_gpt_oss import (  # noqa: E402  (after the importorskips)
     CHAT_TEMPLATE,
+    GPT_OSS_20B,
+    build_gpt_oss_gguf,
     build_tiny_gpt_oss_gguf,
 )
 
@@ -146,3 +150,46 @@ def test_gguf_chat_template_renders_the_same_prompt_as_render_prompt() -> None:
         developer=INSTRUCTIONS,
         history=[("Earlier question?", "Earlier answer [1].")],
     )
+
+
+def test_the_gpt_oss_20b_shape_has_the_published_files_tensor_types(tmp_path: Path) -> None:
+    """One layer of the real shape: the types the published gpt-oss-20b-mxfp4.gguf holds
+    (289 F32, 98 Q8_0 and 72 MXFP4 tensors over 24 layers), and the shipped llama.cpp runs it."""
+    gguf = pytest.importorskip("gguf")
+    path = build_gpt_oss_gguf(tmp_path / "gpt-oss-20b-1-layer.gguf", GPT_OSS_20B, layers=1)
+
+    tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    kinds = Counter(t.tensor_type.name for t in tensors.values())
+    assert kinds == {"F32": 1 + 12, "Q8_0": 2 + 4, "MXFP4": 3}
+    assert list(tensors["blk.0.ffn_down_exps.weight"].shape) == [2880, 2880, 32]
+    assert list(tensors["token_embd.weight"].shape) == [2880, 201088]
+
+    model = llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, verbose=False)
+    try:
+        assert model.n_vocab() == 201088
+        ids = model.tokenize(b"<|start|>user<|message|>Hello<|end|>", add_bos=False, special=True)
+        model.eval(ids)
+        pointer = llama_cpp.llama_get_logits_ith(model.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(model.n_vocab(),))
+        assert np.isfinite(logits).all() and float(logits.std()) > 0.0
+    finally:
+        model.close()
+
+
+def test_the_shape_benchmark_measures_our_loop_against_the_bare_one(
+    model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import gpt_oss_shape_bench
+
+    argv = ["run", str(model_path), "--threads", "2", "--prompt-tokens", "900"]
+    assert (
+        gpt_oss_shape_bench.main([*argv, "--decode-tokens", "8", "--repeats", "1", "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    assert result["prompt_tokens"] >= 900
+    # Another person's question shares the system text and rules, not their sources.
+    assert 0 < result["shared_prefix_tokens"] < result["prompt_tokens"] - 300
+    # The tiny model soon writes an end token, which ends our loop (not the bare one).
+    assert result["completion_tokens_min"] >= 1 and result["bare_tokens_per_s"] > 0
+    assert result["ttft_cold_ms"] > 0 and result["ttft_shared_prefix_ms"] > 0
