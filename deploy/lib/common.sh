@@ -250,23 +250,21 @@ random_secret() { head -c 48 /dev/urandom | base64 -w0 | tr -d '/+='; }
 
 llama_cmake_args() {
   # How llama.cpp is compiled, by APPLIANCE_LLAMA_BUILD (environment or settings file):
-  # avx2    the default: any x86-64 server of the last decade, and the wheel can be carried.
-  #         Not the host's own CPU (llama.cpp's default): a native build on a host that
-  #         reports AMX and AVX-512 died with "Illegal instruction" on its first long prompt.
-  # native  this host's own CPU features (AVX-512, AMX): faster prompts where they really
-  #         work; check with a long question before relying on it.
-  # cuda    an NVIDIA GPU (needs nvcc; also set APPLIANCE_LLM_GPU_LAYERS=-1). CUDA
-  #         architectures from APPLIANCE_CUDA_ARCHITECTURES, else those of the GPUs present.
+  # avx2  the default: any x86-64 server of the last decade, and the wheel can be carried.
+  #       Never the host's own CPU (llama.cpp's default): on both hosts we had that report
+  #       AMX and AVX-512, a native build crashed ("Illegal instruction" on a long prompt on
+  #       one, a segmentation fault while loading gpt-oss on the other).
+  # cuda  an NVIDIA GPU (needs nvcc; also set APPLIANCE_LLM_GPU_LAYERS=-1). CUDA
+  #       architectures from APPLIANCE_CUDA_ARCHITECTURES, else those of the GPUs present.
   case "$1" in
     avx2) echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" ;;
-    native) echo "-DGGML_NATIVE=ON" ;;
     cuda)
       local arch
       arch=$(env_value APPLIANCE_CUDA_ARCHITECTURES)
       echo "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${arch:-native}"
       ;;
     *)
-      echo "APPLIANCE_LLAMA_BUILD must be avx2, native or cuda, not '$1'." >&2
+      echo "APPLIANCE_LLAMA_BUILD must be avx2 or cuda, not '$1'." >&2
       return 2
       ;;
   esac

@@ -35,6 +35,6 @@ def test_cuda_build_takes_its_architectures_from_the_settings_file(
 
 
 def test_an_unknown_build_stops_the_install_with_a_clear_message(tmp_path: Path) -> None:
-    result = cmake_args("rocm", tmp_path)
+    result = cmake_args("native", tmp_path)  # crashed on both AMX hosts we had: not offered
     assert result.returncode == 2
-    assert "APPLIANCE_LLAMA_BUILD must be avx2, native or cuda, not 'rocm'" in result.stderr
+    assert "APPLIANCE_LLAMA_BUILD must be avx2 or cuda, not 'native'" in result.stderr
