@@ -216,12 +216,24 @@ _DENSE_ROWS = """
 # The nearest of them through the HNSW index: the planner walks the graph in distance order.
 _DENSE = _DENSE_ROWS + "    ORDER BY {distance}\n    LIMIT %s\n"
 # The nearest of them read exactly: every chunk is scored once in the sub-select (which the
-# index cannot serve: the order is taken outside it), then the best are sorted out.
-_DENSE_EXACT = (
-    "    SELECT id, distance FROM ("  # noqa: S608 - constant text, values are parameters
-    + _DENSE_ROWS
-    + "    OFFSET 0) scored\n    ORDER BY distance\n    LIMIT %s\n"
-)
+# index cannot serve: the order is taken outside it), then the best are sorted out. Every
+# chunk of the scope is read here, so whether it is live is checked against a hash of the
+# scope's live (document, version) pairs, built once, not by a lookup in ingest_document
+# per chunk (a third of the read's time at 10,000 chunks). "IS TRUE" keeps the planner
+# from turning the IN into a join, which it would run as those lookups.
+_DENSE_EXACT = """
+    SELECT id, distance FROM (
+        SELECT c.id, {distance} AS distance
+        FROM ingest_chunk c
+        WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
+          AND c.embedding_model = %s AND {length}
+          AND ((c.document_id, c.version) IN (
+              SELECT d.id, d.live_version FROM ingest_document d
+              WHERE d.collection_id = ANY(%s::bigint[]))) IS TRUE
+        OFFSET 0) scored
+    ORDER BY distance
+    LIMIT %s
+"""
 
 
 def _similarity_sql(models: list[ModelGroup]) -> tuple[str, list[Any]]:
@@ -260,7 +272,7 @@ def _ranking_sql(
             )
             ctes.append(f"dense{number} AS MATERIALIZED ({dense})")
             args += [group.vector, group.collection_ids, *scope_params, group.model]
-            args += [depth] if exact else [group.vector, depth]
+            args += [group.collection_ids, depth] if exact else [group.vector, depth]
             ranked.append(
                 f"SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "  # noqa: S608
                 f"NULL::bigint AS lexical_rank, NULL::float8 AS bm25 FROM dense{number}"

@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from inference import lexical
 from inference.retrieval import Params, search
-from ingest import actions, embedding
-from ingest.models import Document
+from ingest import actions, embedding, stages
+from ingest.chunking import ChunkDraft
+from ingest.models import Document, Status
 from tests.test_lexical import published, unit_vectors
 
 pytestmark = pytest.mark.django_db
@@ -161,6 +163,26 @@ def test_small_scopes_are_read_exactly_and_large_ones_through_the_hnsw_index(
         for p in (Params(exact_scan_max_chunks=30), Params(exact_scan_max_chunks=0))
     ]
     assert both[0] == both[1]
+
+
+@pytest.mark.parametrize("exact_max", [1000, 0], ids=["exact", "hnsw"])
+def test_chunks_of_a_version_not_yet_published_are_never_found(people: Any, exact_max: int) -> None:
+    notes = actions.create_collection(people.carol, "Plans", people.hr)
+    document = published(notes, [f"note {i}" for i in range(10)])
+    # A new version being read: its chunks are stored, it is not published yet.
+    Document.objects.filter(pk=document.pk).update(
+        version=F("version") + 1, status=Status.EMBEDDING
+    )
+    document.refresh_from_db()
+    drafts = [(i, ChunkDraft(f"draft {i}", None, "", 10)) for i in range(10)]
+    stages.insert(document, drafts, unit_vectors(10, seed=100 + document.pk))
+    plan = _plan_of_last_search(people.alice, Params(exact_scan_max_chunks=exact_max))
+    assert ("chunk_embedding_hnsw" in plan) == (exact_max == 0)
+
+    vector = unit_vectors(1, seed=5)[0]
+    params = Params(exact_scan_max_chunks=exact_max)
+    hits = search(people.alice, "", vector, k=20, mode="dense", params=params)
+    assert {h.text for h in hits} == {f"note {i}" for i in range(10)}
 
 
 def test_a_scope_that_is_a_small_share_of_all_chunks_is_read_exactly_a_while_longer(

@@ -12,10 +12,10 @@ computes F32 on every backend). ``GPT_OSS_20B`` has the real model's dimensions 
 vocabulary size, and the published file's tensor types (MXFP4 experts, Q8_0 attention and
 embeddings, F32 for the rest: 11.2 GiB), so that speed and memory measured on it stand for
 the real model's: the work per token does not depend on the weights' values. The
-vocabulary is byte-level BPE
-(``gpt2``, pre-tokenizer ``gpt-4o`` like o200k_harmony): all 256 byte symbols, a few
-merges, filler tokens up to the shape's vocabulary size, and the harmony special tokens in
-the same order as the real vocabulary, with ``<|return|>`` as EOS.
+vocabulary is byte-level BPE (``gpt2``, pre-tokenizer ``gpt-4o`` like o200k_harmony): all
+256 byte symbols, a few merges, filler tokens up to the shape's vocabulary size, and the
+harmony special tokens in the same order as the real vocabulary, with ``<|return|>`` as
+EOS.
 """
 
 from __future__ import annotations
@@ -221,8 +221,8 @@ def build_gpt_oss_gguf(
     )
     n_exp, ff = shape.n_expert, shape.n_ff_exp
 
-    # name -> (numpy shape, ggml type, maker); numpy shapes are ggml's dimensions reversed:
-    # ggml {n_embd, n_vocab} is (n_vocab, n_embd).
+    # (name, numpy shape, ggml type, maker) in file order; numpy shapes are ggml's dimensions
+    # reversed: ggml {n_embd, n_vocab} is (n_vocab, n_embd).
     specs: list[
         tuple[str, tuple[int, ...], gguf.GGMLQuantizationType, Callable[[], np.ndarray]]
     ] = []
