@@ -327,7 +327,9 @@ class Bm25:
     b: float = 0.75
     # Postings (summed document frequencies) the candidate lexemes may reach, and the share
     # of the scope's chunks above which a lexeme finds no candidates; see ``candidate_terms``.
-    candidate_budget: int = 1000
+    # 500: SciFact scores the same as with 1000 (nDCG@10 0.692 full text, 0.724 hybrid), and
+    # at 1M chunks a large department's hybrid p95 fell by about 4 ms (README, Retrieval).
+    candidate_budget: int = 500
     common_share: float = 0.05
 
 
