@@ -205,35 +205,41 @@ _PLANNER_SETTINGS = """
 """
 
 # The chunks of one embedding model in scope, with their cosine distance. ``{distance}``
-# and ``{length}`` repeat the partial index's expression and predicate (ingest/vectors.py).
+# and ``{length}`` repeat the partial index's expression and predicate (ingest/vectors.py);
+# ``{join}`` and ``{live}`` check that the chunk belongs to its document's live version,
+# as the path needs (below).
 _DENSE_ROWS = """
     SELECT c.id, {distance} AS distance
-    FROM ingest_chunk c
-    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+    FROM ingest_chunk c{join}
     WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
-      AND c.embedding_model = %s AND {length}
+      AND c.embedding_model = %s AND {length}{live}
 """
-# The nearest of them through the HNSW index: the planner walks the graph in distance order.
+# The nearest of them through the HNSW index: the planner walks the graph in distance order,
+# looking up each chunk's document as it passes (checking against a hash of the scope's
+# live versions instead gained nothing there: the walk reads few chunks).
 _DENSE = _DENSE_ROWS + "    ORDER BY {distance}\n    LIMIT %s\n"
+_LIVE_BY_LOOKUP = {
+    "join": "\n    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version",
+    "live": "",
+}
 # The nearest of them read exactly: every chunk is scored once in the sub-select (which the
 # index cannot serve: the order is taken outside it), then the best are sorted out. Every
 # chunk of the scope is read here, so whether it is live is checked against a hash of the
 # scope's live (document, version) pairs, built once, not by a lookup in ingest_document
 # per chunk (a third of the read's time at 10,000 chunks). "IS TRUE" keeps the planner
 # from turning the IN into a join, which it would run as those lookups.
-_DENSE_EXACT = """
-    SELECT id, distance FROM (
-        SELECT c.id, {distance} AS distance
-        FROM ingest_chunk c
-        WHERE c.collection_id = ANY(%s::bigint[]) AND c.collection_id IN ({scope})
-          AND c.embedding_model = %s AND {length}
-          AND ((c.document_id, c.version) IN (
-              SELECT d.id, d.live_version FROM ingest_document d
-              WHERE d.collection_id = ANY(%s::bigint[]))) IS TRUE
-        OFFSET 0) scored
-    ORDER BY distance
-    LIMIT %s
-"""
+_DENSE_EXACT = (
+    "    SELECT id, distance FROM ("  # noqa: S608 - constant text, values are parameters
+    + _DENSE_ROWS
+    + "    OFFSET 0) scored\n    ORDER BY distance\n    LIMIT %s\n"
+)
+_LIVE_BY_HASH = {
+    "join": "",
+    "live": """
+      AND ((c.document_id, c.version) IN (
+          SELECT d.id, d.live_version FROM ingest_document d
+          WHERE d.collection_id = ANY(%s::bigint[]))) IS TRUE""",
+}
 
 
 def _similarity_sql(models: list[ModelGroup]) -> tuple[str, list[Any]]:
@@ -269,6 +275,7 @@ def _ranking_sql(
                 scope=scope,
                 distance=distance,
                 length=vectors.dimension_predicate(group.dimensions),
+                **(_LIVE_BY_HASH if exact else _LIVE_BY_LOOKUP),
             )
             ctes.append(f"dense{number} AS MATERIALIZED ({dense})")
             args += [group.vector, group.collection_ids, *scope_params, group.model]
