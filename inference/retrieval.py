@@ -279,6 +279,8 @@ def _ranking_sql(
             )
             ctes.append(f"dense{number} AS MATERIALIZED ({dense})")
             args += [group.vector, group.collection_ids, *scope_params, group.model]
+            # the exact read's live-version hash takes the collections; the walk's ORDER BY
+            # takes the question's vector again
             args += [group.collection_ids, depth] if exact else [group.vector, depth]
             ranked.append(
                 f"SELECT id, row_number() OVER (ORDER BY distance, id) AS dense_rank, "  # noqa: S608

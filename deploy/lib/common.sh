@@ -156,6 +156,7 @@ ensure_venv() {
   # install. --no-cache-dir: pip's own cache ignores CMAKE_ARGS.
   local llama_wheels="$WHEELHOUSE/llama-$build"
   if ! ls "$llama_wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+    [ "$build" != cuda ] || require_cuda_compiler
     log "building llama-cpp-python $LLAMA_CPP_VERSION for $build once (about 12 minutes on 2 cores)"
     CMAKE_ARGS="$cmake_args" quiet_pip "$py" -m pip wheel -q --no-deps --no-cache-dir \
       "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$llama_wheels"
@@ -268,6 +269,15 @@ llama_cmake_args() {
       return 2
       ;;
   esac
+}
+
+require_cuda_compiler() {
+  # Said before a 10-minute build fails deep inside CMake.
+  if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null 2>&1; then
+    echo "APPLIANCE_LLAMA_BUILD=cuda needs NVIDIA's CUDA compiler (nvcc) on the PATH: install" \
+      "the CUDA toolkit (or set CUDACXX to nvcc's path), or remove APPLIANCE_LLAMA_BUILD." >&2
+    return 2
+  fi
 }
 
 env_value() {

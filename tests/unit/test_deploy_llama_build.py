@@ -38,3 +38,19 @@ def test_an_unknown_build_stops_the_install_with_a_clear_message(tmp_path: Path)
     result = cmake_args("native", tmp_path)  # crashed on both AMX hosts we had: not offered
     assert result.returncode == 2
     assert "APPLIANCE_LLAMA_BUILD must be avx2 or cuda, not 'native'" in result.stderr
+
+
+def test_a_cuda_build_without_nvcc_stops_before_compiling(tmp_path: Path) -> None:
+    script = "source deploy/lib/common.sh; require_cuda_compiler"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "APPLIANCE_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "needs NVIDIA's CUDA compiler (nvcc)" in result.stderr
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvcc").write_text("#!/bin/sh\n")
+    (fake / "nvcc").chmod(0o755)
+    env["PATH"] = f"{fake}:/usr/bin:/bin"
+    assert subprocess.run(["bash", "-c", script], cwd=ROOT, env=env).returncode == 0
