@@ -5,8 +5,10 @@ language, the plan follows the scope's size, and the query count is pinned."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from inference import lexical
 from inference.retrieval import Params, search
 from ingest import actions, embedding, stages
+from ingest import vectors as ingest_vectors
 from ingest.chunking import ChunkDraft
 from ingest.models import Document, Status
 from tests.test_lexical import published, unit_vectors
@@ -183,6 +186,47 @@ def test_chunks_of_a_version_not_yet_published_are_never_found(people: Any, exac
     params = Params(exact_scan_max_chunks=exact_max)
     hits = search(people.alice, "", vector, k=20, mode="dense", params=params)
     assert {h.text for h in hits} == {f"note {i}" for i in range(10)}
+
+
+def _graph_options() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s", [ingest_vectors.index_name(384)]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_vector_indexes_are_built_as_the_denser_graph(people: Any) -> None:
+    published(actions.create_collection(people.carol, "Plans", people.hr), ["a note"])
+    assert _graph_options() == ["m=24", "ef_construction=96"]
+
+
+def test_upgrading_rebuilds_an_index_built_with_the_old_graph_settings(people: Any) -> None:
+    notes = actions.create_collection(people.carol, "Plans", people.hr)
+    published(notes, [f"note number {i}" for i in range(40)])
+    with connection.cursor() as cursor:  # as an earlier version left it
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # DDL after the test's inserts
+        cursor.execute(f"DROP INDEX {ingest_vectors.index_name(384)}")
+        cursor.execute(
+            ingest_vectors.create_index_sql(384)
+            .replace("m = 24", "m = 16")
+            .replace("ef_construction = 96", "ef_construction = 64")
+        )
+    assert _graph_options() == ["m=16", "ef_construction=64"]
+    migration = importlib.import_module("ingest.migrations.0007_denser_hnsw_graph")
+    upgrade = migration.Migration.operations[0].code
+    upgrade(None, SimpleNamespace(connection=connection))
+    assert _graph_options() == ["m=24", "ef_construction=96"]
+    # The rebuilt graph holds every chunk: a walk finds what an exact read finds.
+    assert "chunk_embedding_hnsw" in _plan_of_last_search(
+        people.alice, Params(exact_scan_max_chunks=0)
+    )
+    vector = unit_vectors(1, seed=5)[0]
+    both = [
+        [h.chunk_id for h in search(people.alice, "", vector, k=40, mode="dense", params=p)]
+        for p in (Params(exact_scan_max_chunks=1000), Params(exact_scan_max_chunks=0))
+    ]
+    assert len(both[0]) == 40 and both[0] == both[1]
 
 
 def test_a_scope_that_is_a_small_share_of_all_chunks_is_read_exactly_a_while_longer(

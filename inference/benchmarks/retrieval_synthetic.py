@@ -298,11 +298,7 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
         cursor.execute("DROP TABLE staging")
         out.write(f"  copied {len(corpus.texts)} chunks in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
-        # The graph is built fastest in memory: about 2.5 kB a 384-dimension chunk. Past
-        # what maintenance_work_mem holds, pgvector goes on building on disk, several
-        # times slower (seen here from about 580,000 chunks with 1 GB).
-        megabytes = max(1024, min(8192, len(corpus.texts) * 4 // 1024))
-        cursor.execute(f"SET maintenance_work_mem = '{megabytes}MB'")
+        vectors.set_build_memory(cursor, len(corpus.texts))
         cursor.execute(hnsw_definition)
         out.write(f"  built the HNSW index in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
