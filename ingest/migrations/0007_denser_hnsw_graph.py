@@ -27,7 +27,6 @@ def _rebuild(m: int, ef_construction: int):
             (chunks,) = cursor.fetchone()
             set_build_memory(cursor, chunks)
             for name in names:
-                print(f"\n  rebuilding {name} over {chunks} chunks", end="", flush=True)
                 cursor.execute(
                     f'ALTER INDEX "{name}" SET (m = {m}, ef_construction = {ef_construction})'
                 )
