@@ -38,9 +38,10 @@ def create_index_sql(dimensions: int) -> str:
 def set_build_memory(cursor: Any, chunks: int) -> None:
     """Give this session's index builds memory for the whole graph of ``chunks`` vectors.
 
-    About 2.5 kB a 384-dimension chunk; past what ``maintenance_work_mem`` holds, pgvector
-    goes on building on disk, several times slower (1M chunks with 1 GB: 2,144 s instead of
-    191). Bounded to 1 to 8 GB, so a huge table still builds, slowly, rather than failing.
+    About 2.5 kB a 384-dimension chunk (4 kB is asked, for the denser graph's longer
+    neighbour lists); past what ``maintenance_work_mem`` holds, pgvector goes on building on
+    disk, several times slower (1M chunks, the old graph: 2,144 s with 1 GB, 191 s in
+    memory). Bounded to 1 to 8 GB, so a huge table still builds, slowly, rather than failing.
     """
     megabytes = max(1024, min(8192, int(chunks) * 4 // 1024))
     cursor.execute(f"SET maintenance_work_mem = '{megabytes}MB'")
