@@ -206,18 +206,14 @@ def test_vector_indexes_are_built_as_the_denser_graph(db: Any) -> None:
 def test_upgrading_rebuilds_an_index_built_with_the_old_graph_settings(people: Any) -> None:
     notes = actions.create_collection(people.carol, "Plans", people.hr)
     published(notes, [f"note number {i}" for i in range(40)])
-    with connection.cursor() as cursor:  # as an earlier version left it
+    with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # DDL after the test's inserts
-        cursor.execute(f"DROP INDEX {ingest_vectors.index_name(384)}")
-        cursor.execute(
-            ingest_vectors.create_index_sql(384)
-            .replace("m = 24", "m = 16")
-            .replace("ef_construction = 96", "ef_construction = 64")
-        )
+    rebuild = importlib.import_module("ingest.migrations.0007_denser_hnsw_graph")
+    operation = rebuild.Migration.operations[0]
+    editor = SimpleNamespace(connection=connection)
+    operation.reverse_code(None, editor)  # the graph as an earlier version left it
     assert _graph_options() == ["m=16", "ef_construction=64"]
-    migration = importlib.import_module("ingest.migrations.0007_denser_hnsw_graph")
-    upgrade = migration.Migration.operations[0].code
-    upgrade(None, SimpleNamespace(connection=connection))
+    operation.code(None, editor)
     assert _graph_options() == ["m=24", "ef_construction=96"]
     # The rebuilt graph holds every chunk: a walk finds what an exact read finds.
     assert "chunk_embedding_hnsw" in _plan_of_last_search(
