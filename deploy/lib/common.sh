@@ -86,6 +86,50 @@ ensure_postgres() {
   fi
 }
 
+pg_restart() {
+  local major=$1
+  as_root pg_ctlcluster --skip-systemctl-redirect "$major" main restart || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && return 0; sleep 1; done
+  return 1
+}
+
+shared_buffers_mb() {
+  # APPLIANCE_DB_SHARED_BUFFERS (megabytes), or an eighth of the host's memory between
+  # 128 MB (PostgreSQL's own default) and 8 GB. The rest stays for the language model,
+  # the workers and the operating system's file cache.
+  local wanted ram_mb
+  wanted=$(env_value APPLIANCE_DB_SHARED_BUFFERS)
+  if [ -n "$wanted" ] && [ "$wanted" != auto ]; then
+    [[ "$wanted" =~ ^[0-9]+$ ]] || die "APPLIANCE_DB_SHARED_BUFFERS must be megabytes or auto, not '$wanted'"
+    echo "$wanted"; return
+  fi
+  ram_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 ))
+  wanted=$(( ram_mb / 8 ))
+  (( wanted < 128 )) && wanted=128
+  (( wanted > 8192 )) && wanted=8192
+  echo "$wanted"
+}
+
+ensure_postgres_memory() {
+  # PostgreSQL's default keeps 128 MB of pages in its own memory: a fraction of the vector
+  # index at 100,000 chunks, so every question's graph walk copied most of its pages in
+  # from the operating system again (README, Retrieval). Changing it needs a restart, done
+  # only when the value differs; a server that will not start with it gets its old value back.
+  local major wanted current data
+  major=$(pg_major)
+  wanted=$(shared_buffers_mb)
+  current=$(psql_super -tAc "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'")
+  [ "$current" = "$wanted" ] && return 0
+  data=$(psql_super -tAc "SHOW data_directory")
+  log "giving PostgreSQL ${wanted} MB of shared buffers (was ${current} MB; restarts PostgreSQL)"
+  psql_super -qc "ALTER SYSTEM SET shared_buffers = '${wanted}MB'" >/dev/null
+  if ! pg_restart "$major"; then
+    log "PostgreSQL did not start with ${wanted} MB of shared buffers; going back to ${current} MB"
+    as_root sed -i '/^shared_buffers/d' "$data/postgresql.auto.conf"
+    pg_restart "$major" || die "PostgreSQL did not start; see /var/log/postgresql"
+  fi
+}
+
 ensure_redis() {
   if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     log "starting Redis"
@@ -293,6 +337,7 @@ ensure_all() {
   ensure_system_packages
   ensure_env_file
   ensure_postgres
+  ensure_postgres_memory
   ensure_redis
   ensure_pgvector
   ensure_database
