@@ -212,7 +212,9 @@ class Chunk(models.Model):
             )
         ]
         indexes = [
-            GinIndex(fields=["search_vector"], name="chunk_search_vector"),
+            # The collection first (btree_gin): a BM25 candidate search finds the chunks of
+            # the asker's collections that hold a lexeme in one index scan (migration 0008).
+            GinIndex(fields=["collection", "search_vector"], name="chunk_collection_search_vector"),
             models.Index(fields=["collection"], name="chunk_collection"),
         ]
 

@@ -151,6 +151,50 @@ def _plan_of_last_search(user: Any, params: Params) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def test_bm25_candidates_are_found_by_collection_and_lexeme_in_one_index_scan(
+    people: Any, library: dict[str, Any]
+) -> None:
+    """The collection id sits in the full-text GIN index (ingest migration 0008), so a
+    large department's candidates come from one scan, not from AND-ing a bitmap of its
+    every chunk. The planner takes that scan where the lexemes are common outside the
+    asker's collections and the collection is large, so the test gives it statistics like
+    that: 1,000 copies of HR's canary chunk filed under Finance, and 20,000 other chunks
+    in HR (rows written for the plan only, in this test's transaction)."""
+    text = "secret canary phrase"
+    with CaptureQueriesContext(connection) as captured:
+        assert ask(people.alice, text, mode="fulltext", params=Params(bm25=EXHAUSTIVE))
+    ranking = next(q["sql"] for q in captured.captured_queries if "lexical AS" in q["sql"])
+    settings = next(q["sql"] for q in captured.captured_queries if "set_config" in q["sql"])
+    copies = """
+        INSERT INTO ingest_chunk (document_id, collection_id, version, embedding_model, ordinal,
+                                  section, text, token_count, embedding, search_vector)
+        SELECT c.document_id, %s, c.version, c.embedding_model, c.ordinal + {offset} + g,
+               '', c.text, 0, c.embedding, {vector}
+        FROM ingest_chunk c CROSS JOIN generate_series(1, {rows}) g
+        WHERE c.id = (SELECT min(id) FROM ingest_chunk
+                      WHERE document_id = %s AND search_vector @@ 'secret'::tsquery)
+    """
+    canary = library["canary"]
+    with connection.cursor() as cursor:
+        # not needed here, and slow to grow by 21,000 vectors
+        cursor.execute(f"DROP INDEX {ingest_vectors.index_name(384)}")
+        cursor.execute(
+            copies.format(vector="c.search_vector", offset=0, rows=1000),
+            [library["finance"].pk, canary.pk],
+        )
+        cursor.execute(
+            copies.format(vector="to_tsvector('simple', 'filler ' || g)", offset=10000, rows=20000),
+            [library["hr"].pk, canary.pk],
+        )
+        cursor.execute("ANALYZE ingest_chunk")
+        cursor.execute(settings)
+        cursor.execute("EXPLAIN " + ranking)
+        plan = [row[0] for row in cursor.fetchall()]
+    scan = next(i for i, line in enumerate(plan) if "Bitmap Index Scan" in line)
+    assert "chunk_collection_search_vector" in plan[scan]
+    assert "collection_id" in plan[scan + 1] and "search_vector @@" in plan[scan + 1]
+
+
 def test_small_scopes_are_read_exactly_and_large_ones_through_the_hnsw_index(
     people: Any,
 ) -> None:

@@ -146,7 +146,7 @@ ensure_redis() {
 ensure_database() {
   # Two roles (see README, "Database roles"): appliance_owner owns the schema and runs
   # migrations; appliance_app is what the running appliance uses and may only INSERT and
-  # SELECT on the audit table. The extension lives in template1 too, so test databases
+  # SELECT on the audit table. The extensions live in template1 too, so test databases
   # created by pytest-django have it without superuser rights.
   local db="${APPLIANCE_DB_NAME:-appliance}"
   psql_super -q <<SQL >/dev/null
@@ -162,12 +162,14 @@ GRANT appliance_app TO appliance_owner;
 ALTER ROLE appliance_owner PASSWORD '$(env_value APPLIANCE_DB_OWNER_PASSWORD)';
 ALTER ROLE appliance_app PASSWORD '$(env_value APPLIANCE_DB_PASSWORD)';
 SQL
-  psql_super -d template1 -qc "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
+  # btree_gin (PostgreSQL's contrib) puts the collection id into the full-text index.
+  local extensions="CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS btree_gin"
+  psql_super -d template1 -qc "$extensions" >/dev/null
   if ! psql_super -tAc "select 1 from pg_database where datname='$db'" | grep -q 1; then
     log "creating database $db"
     psql_super -qc "CREATE DATABASE \"$db\" OWNER appliance_owner" >/dev/null
   fi
-  psql_super -d "$db" -qc "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
+  psql_super -d "$db" -qc "$extensions" >/dev/null
 }
 
 # --- Python environment and models ------------------------------------------------------

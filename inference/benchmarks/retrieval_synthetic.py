@@ -210,6 +210,9 @@ def scratch_database() -> Iterator[str]:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
+FULL_TEXT_INDEX = "chunk_collection_search_vector"  # ingest.models.Chunk.Meta.indexes
+
+
 def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
     """People, collections, documents and chunks; returns the users by department."""
     from pgvector.psycopg import register_vector
@@ -258,10 +261,10 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
     with connection.cursor() as cursor:
         vectors.ensure_index(DIMENSIONS)
         hnsw_definition = vectors.create_index_sql(DIMENSIONS)
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunk_search_vector'")
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [FULL_TEXT_INDEX])
         (gin_definition,) = cursor.fetchone()
         cursor.execute(f"DROP INDEX {vectors.index_name(DIMENSIONS)}")
-        cursor.execute("DROP INDEX chunk_search_vector")
+        cursor.execute(f"DROP INDEX {FULL_TEXT_INDEX}")
         cursor.execute(
             "CREATE TEMP TABLE staging (id bigint, document_id bigint, collection_id bigint, "
             "ordinal integer, uploaded integer, text text, embedding vector(384))"
