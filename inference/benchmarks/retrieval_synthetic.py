@@ -332,6 +332,9 @@ def _queries(corpus: Corpus, count: int, seed: int) -> list[tuple[int, str, np.n
     return result
 
 
+WARM_UP_SEED = 1000  # the warm-up questions' seed, apart from the timed ones'
+
+
 def _reference_exact_scan(asked: list[tuple[int, str, np.ndarray]], collection_id: int) -> float:
     """p95 of the plain exact query ARCHITECTURE.md timed, to tell how busy the machine is."""
     timings = []
@@ -364,7 +367,7 @@ def _measure(
     corpus: Corpus, asked: list[tuple[int, str, np.ndarray]], users: list[Any], params: Params
 ) -> dict[str, Any]:
     """Latency of the hybrid search and recall of its dense ranking, with ``params``."""
-    for department, text, vector in asked[:20]:  # warm the caches
+    for department, text, vector in asked[:20]:  # the statements' first plans
         search(users[department], text, vector, k=K, params=params)
     latencies: dict[bool, list[float]] = {True: [], False: []}
     for department, text, vector in asked:
@@ -395,6 +398,23 @@ def _measure(
 
 SWEEP_EF_SEARCH = (40, 100, 200, 400)
 SWEEP_EXACT_MAX = (5000, 20000)
+
+
+def _warm_up(asked: list[tuple[int, str, np.ndarray]], users: list[Any], params: Params) -> float:
+    """Ask other questions of the same kind first, and return their hybrid p95.
+
+    The benchmark builds its indexes in bulk, and PostgreSQL writes bulk builds past its
+    shared buffers: right after loading, every question reads the graph from the operating
+    system. The appliance's own ingestion adds chunks one document at a time, through the
+    buffers, and a running appliance has answered questions before. So the timed questions
+    come after as many different ones (never the same: their graph paths would all be
+    cached), and this cold pass is reported beside them."""
+    timings = []
+    for department, text, vector in asked:
+        begun = time.perf_counter()
+        search(users[department], text, vector, k=K, params=params)
+        timings.append(1000 * (time.perf_counter() - begun))
+    return round(float(np.percentile(timings, 95)), 2)
 
 
 def _sweep(corpus: Corpus, asked: list, users: list[Any], params: Params, out: Any) -> list:
@@ -440,6 +460,7 @@ def run(
         out.write(f"  scratch database {name}")
         loaded = _load(corpus, out)
         users = loaded["users"]
+        cold_p95 = _warm_up(_queries(corpus, queries, seed + WARM_UP_SEED), users, params)
         figures = _measure(corpus, asked, users, params)
         reference = _reference_exact_scan(asked, loaded["collection_ids"][0])
         exhaustive = replace(
@@ -458,6 +479,7 @@ def run(
         "neighbourhood": shape,
         "queries": len(asked),
         **figures,
+        "cold_p95_ms": cold_p95,
         "bm25_top10_overlap_with_unbudgeted": round(float(np.mean(overlap)), 4),
         "reference_exact_scan_small_department_p95_ms": reference,
         "parameters": describe(params),
@@ -468,6 +490,10 @@ def run(
         f"hybrid query, access-filtered, k={K}: p50 {result['p50_ms']} ms, p95 "
         f"{result['p95_ms']} ms (small department p95 {result['p95_ms_small_department']}, "
         f"large {result['p95_ms_large_departments']}); dense alone p95 {result['dense_p95_ms']}"
+    )
+    out.write(
+        f"  before them, {len(asked)} other questions right after loading (cold caches): "
+        f"p95 {cold_p95} ms"
     )
     out.write(
         f"recall@10 against exact filtered search: {result['recall_at_10']} overall, "
