@@ -239,21 +239,19 @@ class LexicalGroup:
 
 
 # One row per text search configuration in the scope: the collections, their totals, and
-# the question's lexemes under that configuration with their document frequencies. The
-# scope is the access policy's own sub-select, so nothing outside it is counted.
-SCOPE_STATISTICS = """
-    WITH scope AS (
-        SELECT c.id, c.language FROM ingest_collection c WHERE c.id IN ({scope})
-    ),
-    groups AS (
+# the question's lexemes under that configuration with their document frequencies. It reads
+# ``scope`` (id, language), the readable collections, which the caller's statement defines
+# from the access policy's own sub-select, so nothing outside it is counted; the question's
+# text is its one parameter.
+LANGUAGE_STATISTICS = """
+    SELECT g.language, g.ids, g.chunks, g.length, q.lexemes, q.counts, q.frequencies
+    FROM (
         SELECT s.language, array_agg(s.id ORDER BY s.id) AS ids,
                coalesce(sum(l.chunk_count), 0) AS chunks,
                coalesce(sum(l.total_length), 0) AS length
         FROM scope s LEFT JOIN inference_lexicalcollection l ON l.collection_id = s.id
         GROUP BY s.language
-    )
-    SELECT g.language, g.ids, g.chunks, g.length, q.lexemes, q.counts, q.frequencies
-    FROM groups g
+    ) g
     CROSS JOIN LATERAL (
         SELECT coalesce(array_agg(v.lexeme ORDER BY v.lexeme), '{{}}') AS lexemes,
                coalesce(array_agg(greatest(cardinality(v.positions), 1) ORDER BY v.lexeme),
@@ -266,8 +264,23 @@ SCOPE_STATISTICS = """
             WHERE t.collection_id = ANY(g.ids) AND t.lexeme = v.lexeme
         ) f
     ) q
-    ORDER BY g.language
 """
+
+
+def language_group(row: dict[str, Any]) -> LexicalGroup:
+    """A ``LexicalGroup`` from one row of ``LANGUAGE_STATISTICS`` as a JSON object."""
+    return LexicalGroup(
+        language=row["language"],
+        collection_ids=[int(i) for i in row["ids"]],
+        chunk_count=int(row["chunks"]),
+        total_length=int(row["length"]),
+        terms=[
+            (lexeme, int(count), int(frequency))
+            for lexeme, count, frequency in zip(
+                row["lexemes"], row["counts"], row["frequencies"], strict=True
+            )
+        ],
+    )
 
 
 def tsquery_literal(lexemes: list[str]) -> str:

@@ -7,9 +7,10 @@ chunks the person may not see, and never filtered afterwards in Python.
 
 ``search`` runs two statements in one transaction:
 
-1. the scope's statistics (``lexical.SCOPE_STATISTICS``): per text search configuration
-   among the readable collections, how many chunks they hold and the question's lexemes
-   with their document frequencies; and per embedding model, its collections;
+1. the scope (``_SCOPE``): per text search configuration among the readable collections,
+   how many chunks they hold and the question's lexemes with their document frequencies
+   (``lexical.LANGUAGE_STATISTICS``); per embedding model, its collections; and the
+   planner settings the ranking needs;
 2. the ranking: a dense top list (pgvector cosine) per embedding model and a BM25 top list
    per configuration, fused by weighted reciprocal rank, joined to the chunks' text and
    cosine similarity.
@@ -25,6 +26,7 @@ chunks are found.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -146,46 +148,20 @@ SELECTIVE_SCOPE_SHARE = 0.02
 SELECTIVE_SCOPE_FACTOR = 4
 
 
-_MODEL_GROUPS = """
-    SELECT k.embedding_model, array_agg(k.id ORDER BY k.id), coalesce(sum(l.chunk_count), 0),
+# Per embedding model in the scope: its collections, their live chunks, and its live chunks
+# in every collection, readable or not (what ``ModelGroup.read_exactly`` compares). Reads
+# ``scope`` (id, embedding_model) like ``lexical.LANGUAGE_STATISTICS``.
+_MODEL_STATISTICS = """
+    SELECT s.embedding_model AS model, array_agg(s.id ORDER BY s.id) AS ids,
+           coalesce(sum(l.chunk_count), 0) AS chunks,
            (SELECT coalesce(sum(a.chunk_count), 0)
             FROM inference_lexicalcollection a JOIN ingest_collection m ON m.id = a.collection_id
-            WHERE m.embedding_model = k.embedding_model)
-    FROM ingest_collection k LEFT JOIN inference_lexicalcollection l ON l.collection_id = k.id
-    WHERE k.id IN ({scope})
-    GROUP BY k.embedding_model
-    ORDER BY k.embedding_model
+            WHERE m.embedding_model = s.embedding_model) AS all_chunks
+    FROM scope s LEFT JOIN inference_lexicalcollection l ON l.collection_id = s.id
+    GROUP BY s.embedding_model
 """
 
-
-def _model_groups(cursor: Any, scope: str, params: tuple, query: QueryVector) -> list[ModelGroup]:
-    cursor.execute(_MODEL_GROUPS.format(scope=scope), list(params))
-    groups = []
-    for model, ids, chunks, all_chunks in cursor.fetchall():
-        vector = np.asarray(query(model) if callable(query) else query, dtype=np.float32)
-        groups.append(
-            ModelGroup(
-                model, list(ids), int(chunks), len(vector), _vector_literal(vector), int(all_chunks)
-            )
-        )
-    return groups
-
-
-def _scope_groups(cursor: Any, scope: str, params: tuple, text: str) -> list[lexical.LexicalGroup]:
-    cursor.execute(lexical.SCOPE_STATISTICS.format(scope=scope), [*params, text])
-    return [
-        lexical.LexicalGroup(
-            language=language,
-            collection_ids=list(ids),
-            chunk_count=int(chunks),
-            total_length=int(length),
-            terms=list(zip(lexemes, counts, frequencies, strict=True)),
-        )
-        for language, ids, chunks, length, lexemes, counts, frequencies in cursor.fetchall()
-    ]
-
-
-# For this transaction only:
+# Planner settings for the rest of this transaction (the ranking statement):
 # - no JIT: compiling would cost more than these millisecond queries take;
 # - iterative HNSW scans, so a filtered scope still fills its top list;
 # - no sequential scans: the planner does not count the cost of decompressing every
@@ -196,13 +172,59 @@ def _scope_groups(cursor: Any, scope: str, params: tuple, text: str) -> list[lex
 #   index to use, so it still sorts, as it must);
 # - no parallel workers: starting them costs more than the work they would share.
 _PLANNER_SETTINGS = """
-    SELECT set_config('jit', 'off', true),
+           set_config('jit', 'off', true),
            set_config('enable_seqscan', 'off', true),
            set_config('enable_sort', 'off', true),
            set_config('max_parallel_workers_per_gather', '0', true),
            set_config('hnsw.iterative_scan', 'relaxed_order', true),
-           set_config('hnsw.ef_search', %s, true)
-"""
+           set_config('hnsw.ef_search', %s, true)"""
+
+# The first of the search's two statements: what the person may read, in one row. It takes
+# the planner settings for the ranking, and per text search configuration and per embedding
+# model of the readable collections, their statistics as JSON lists. One statement rather
+# than one each: every statement costs a round trip and a plan of the access filter.
+# Parameters: the scope's, the question's text, the graph's search list.
+_SCOPE = (
+    "WITH scope AS MATERIALIZED ("  # noqa: S608 - constant text; values are parameters
+    + """
+        SELECT c.id, c.language, c.embedding_model
+        FROM ingest_collection c WHERE c.id IN ({scope})
+    ),
+    languages AS ("""
+    + lexical.LANGUAGE_STATISTICS
+    + """),
+    models AS ("""
+    + _MODEL_STATISTICS
+    + """)
+    SELECT (SELECT json_agg(languages ORDER BY language)::text FROM languages),
+           (SELECT json_agg(models ORDER BY model)::text FROM models),"""
+    + _PLANNER_SETTINGS
+)
+
+
+def _read_scope(
+    cursor: Any, scope: str, params: tuple, text: str, query: QueryVector, ef_search: int
+) -> tuple[list[lexical.LexicalGroup], list[ModelGroup]]:
+    """The scope's text search configurations and embedding models (with the question
+    embedded by each), and the ranking's planner settings, in one statement."""
+    cursor.execute(_SCOPE.format(scope=scope), [*params, text, str(ef_search)])
+    languages, models = cursor.fetchone()[:2]
+    groups = [lexical.language_group(row) for row in json.loads(languages or "[]")]
+    model_groups = []
+    for row in json.loads(models or "[]"):
+        vector = np.asarray(query(row["model"]) if callable(query) else query, dtype=np.float32)
+        model_groups.append(
+            ModelGroup(
+                row["model"],
+                [int(i) for i in row["ids"]],
+                int(row["chunks"]),
+                len(vector),
+                _vector_literal(vector),
+                int(row["all_chunks"]),
+            )
+        )
+    return groups, model_groups
+
 
 # The chunks of one embedding model in scope, with their cosine distance. ``{distance}``
 # and ``{length}`` repeat the partial index's expression and predicate (ingest/vectors.py);
@@ -365,11 +387,9 @@ def search(
         # The graph search list must be well beyond the candidates wanted, or a deep list
         # (a benchmark's k=100) loses recall.
         ef_search = max(params.ef_search, 2 * max(params.depth, wanted))
-        cursor.execute(_PLANNER_SETTINGS, [str(ef_search)])
-        groups = _scope_groups(cursor, scope, scope_params, text)
+        groups, models = _read_scope(cursor, scope, scope_params, text, query_vector, ef_search)
         if not groups:
             return []
-        models = _model_groups(cursor, scope, scope_params, query_vector)
         sql, args = _ranking_sql(
             mode=mode,
             models=models,

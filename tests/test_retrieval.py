@@ -297,20 +297,44 @@ def test_retrieval_path_runs_a_fixed_number_of_queries(
     people: Any, library: dict[str, Any], django_assert_num_queries: Any, mode: str
 ) -> None:
     (vector,) = embedding.embed(["secret canary phrase"])
-    # savepoint, planner settings, scope statistics, embedding models, ranking, release:
-    # whatever the scope
-    with django_assert_num_queries(6):
+    # savepoint, scope (statistics and planner settings), ranking, release: whatever the scope
+    with django_assert_num_queries(4):
         hits = search(people.alice, "secret canary phrase", vector, k=5, mode=mode)
     assert documents(hits) == {library["canary"].pk}
     # Full text over a scope that holds none of the words needs no ranking query.
-    with django_assert_num_queries(5 if mode == "fulltext" else 6):
+    with django_assert_num_queries(3 if mode == "fulltext" else 4):
         search(people.bob, "secret canary phrase", vector, k=5, mode=mode)
+
+
+def test_the_ranking_statement_runs_under_the_search_planner_settings(
+    people: Any, library: dict[str, Any]
+) -> None:
+    """The settings travel in the scope statement; the ranking, planned after it in the same
+    transaction, must see them (read on the raw connection, just before it runs)."""
+    seen: list[tuple[str, ...]] = []
+
+    def before_ranking(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "fused AS" in sql:
+            with context["connection"].connection.cursor() as raw:
+                raw.execute(
+                    "SELECT current_setting('jit'), current_setting('enable_seqscan'), "
+                    "current_setting('enable_sort'), "
+                    "current_setting('max_parallel_workers_per_gather'), "
+                    "current_setting('hnsw.iterative_scan'), current_setting('hnsw.ef_search')"
+                )
+                seen.append(raw.fetchone())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(before_ranking):
+        hits = ask(people.alice, "secret canary phrase", params=Params(ef_search=123, depth=20))
+    assert documents(hits) == {library["canary"].pk}
+    assert seen == [("off", "off", "off", "0", "relaxed_order", "123")]
 
 
 def test_nothing_readable_means_no_hits_and_no_ranking_query(
     people: Any, library: dict[str, Any], django_assert_num_queries: Any
 ) -> None:
-    with django_assert_num_queries(4):  # savepoint, settings, scope statistics, release
+    with django_assert_num_queries(3):  # savepoint, scope, release
         assert ask(people.oscar, "secret canary phrase") == []
 
 
