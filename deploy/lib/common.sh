@@ -110,22 +110,43 @@ shared_buffers_mb() {
   echo "$wanted"
 }
 
+with_prewarm() {
+  # The server's shared_preload_libraries ($1) with pg_prewarm added, once.
+  local libraries=${1// /}
+  case ",$libraries," in
+    *,pg_prewarm,*) echo "$libraries" ;;
+    ,,) echo pg_prewarm ;;
+    *) echo "$libraries,pg_prewarm" ;;
+  esac
+}
+
 ensure_postgres_memory() {
   # PostgreSQL's default keeps 128 MB of pages in its own memory: a fraction of the vector
   # index at 100,000 chunks, so every question's graph walk copied most of its pages in
-  # from the operating system again (README, Retrieval). Changing it needs a restart, done
-  # only when the value differs; a server that will not start with it gets its old value back.
-  local major wanted current data
+  # from the operating system again (README, Retrieval). And after a restart those buffers
+  # start empty, so pg_prewarm's autoprewarm (PostgreSQL's own contrib module) is preloaded:
+  # it notes which pages the buffers hold and reads them back in after a start. Changing
+  # either needs a restart, done only when a value differs; a server that will not start
+  # with them gets its old values back.
+  local major wanted current libraries preload data
   major=$(pg_major)
   wanted=$(shared_buffers_mb)
   current=$(psql_super -tAc "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'")
-  [ "$current" = "$wanted" ] && return 0
+  libraries=$(psql_super -tAc "SHOW shared_preload_libraries")
+  preload=$libraries
+  if [ "$(psql_super -tAc "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_prewarm'")" = 1 ]; then
+    preload=$(with_prewarm "$libraries")
+  fi
+  [ "$current" = "$wanted" ] && [ "$preload" = "$libraries" ] && return 0
   data=$(psql_super -tAc "SHOW data_directory")
-  log "giving PostgreSQL ${wanted} MB of shared buffers (was ${current} MB; restarts PostgreSQL)"
+  log "giving PostgreSQL ${wanted} MB of shared buffers (had ${current} MB) and pg_prewarm (restarts PostgreSQL)"
   psql_super -qc "ALTER SYSTEM SET shared_buffers = '${wanted}MB'" >/dev/null
+  psql_super -qc "ALTER SYSTEM SET shared_preload_libraries = '${preload}'" >/dev/null
   if ! pg_restart "$major"; then
-    log "PostgreSQL did not start with ${wanted} MB of shared buffers; going back to ${current} MB"
-    as_root sed -i '/^shared_buffers/d' "$data/postgresql.auto.conf"
+    log "PostgreSQL did not start with these; going back to ${current} MB and '${libraries}'"
+    as_root sed -i -e "s/^shared_buffers = .*/shared_buffers = '${current}MB'/" \
+      -e "s/^shared_preload_libraries = .*/shared_preload_libraries = '${libraries}'/" \
+      "$data/postgresql.auto.conf"
     pg_restart "$major" || die "PostgreSQL did not start; see /var/log/postgresql"
   fi
 }

@@ -1,4 +1,5 @@
-"""How much memory deploy/ gives PostgreSQL's shared buffers (APPLIANCE_DB_SHARED_BUFFERS)."""
+"""How much memory deploy/ gives PostgreSQL's shared buffers (APPLIANCE_DB_SHARED_BUFFERS),
+and the autoprewarm that fills them again after a restart."""
 
 from __future__ import annotations
 
@@ -57,3 +58,37 @@ def test_the_running_server_has_what_deploy_gave_it() -> None:
         ["bash", "-c", script], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True
     )
     assert str(megabytes) == wanted.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("libraries", "expected"),
+    [
+        ("", "pg_prewarm"),
+        ("pg_stat_statements", "pg_stat_statements,pg_prewarm"),
+        ("pg_stat_statements, pg_prewarm", "pg_stat_statements,pg_prewarm"),
+        ("pg_prewarm", "pg_prewarm"),
+    ],
+)
+def test_pg_prewarm_joins_the_preloaded_libraries_once(libraries: str, expected: str) -> None:
+    script = f'source deploy/lib/common.sh; with_prewarm "{libraries}"'
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == expected
+
+
+@pytest.mark.django_db
+def test_the_running_server_refills_its_buffers_after_a_restart() -> None:
+    """deploy/test preloaded pg_prewarm: the server has it, and its autoprewarm leader runs
+    (a process of the local server; it takes no row in pg_stat_activity)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # shared_preload_libraries is for superusers only
+        cursor.execute("SHOW pg_prewarm.autoprewarm")
+        (autoprewarm,) = cursor.fetchone()
+    assert autoprewarm == "on"
+    titles = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            titles.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            continue
+    assert any("autoprewarm leader" in title for title in titles)
