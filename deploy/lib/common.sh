@@ -139,7 +139,9 @@ ensure_postgres_memory() {
   fi
   [ "$current" = "$wanted" ] && [ "$preload" = "$libraries" ] && return 0
   data=$(psql_super -tAc "SHOW data_directory")
-  log "giving PostgreSQL ${wanted} MB of shared buffers (had ${current} MB) and pg_prewarm (restarts PostgreSQL)"
+  local given="${wanted} MB of shared buffers (had ${current} MB)"
+  [ "$preload" = "$libraries" ] || given+=" and pg_prewarm"
+  log "giving PostgreSQL ${given} (restarts PostgreSQL)"
   psql_super -qc "ALTER SYSTEM SET shared_buffers = '${wanted}MB'" >/dev/null
   psql_super -qc "ALTER SYSTEM SET shared_preload_libraries = '${preload}'" >/dev/null
   if ! pg_restart "$major"; then
