@@ -120,6 +120,12 @@ with_prewarm() {
   esac
 }
 
+quoted_list() {
+  # A comma list (a,b) as ALTER SYSTEM takes a list setting ('a', 'b'): one quoted string
+  # 'a,b' would name a single library called "a,b", and the server would not start.
+  echo "$1" | sed "s/[^,]*/'&'/g; s/,/, /g"
+}
+
 ensure_postgres_memory() {
   # PostgreSQL's default keeps 128 MB of pages in its own memory: a fraction of the vector
   # index at 100,000 chunks, so every question's graph walk copied most of its pages in
@@ -132,7 +138,8 @@ ensure_postgres_memory() {
   major=$(pg_major)
   wanted=$(shared_buffers_mb)
   current=$(psql_super -tAc "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'")
-  libraries=$(psql_super -tAc "SHOW shared_preload_libraries")
+  # as with_prewarm writes it (no spaces), so an unchanged list never looks changed
+  libraries=$(psql_super -tAc "SHOW shared_preload_libraries" | tr -d ' ')
   preload=$libraries
   if [ "$(psql_super -tAc "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_prewarm'")" = 1 ]; then
     preload=$(with_prewarm "$libraries")
@@ -143,7 +150,9 @@ ensure_postgres_memory() {
   [ "$preload" = "$libraries" ] || given+=" and pg_prewarm"
   log "giving PostgreSQL ${given} (restarts PostgreSQL)"
   psql_super -qc "ALTER SYSTEM SET shared_buffers = '${wanted}MB'" >/dev/null
-  psql_super -qc "ALTER SYSTEM SET shared_preload_libraries = '${preload}'" >/dev/null
+  if [ "$preload" != "$libraries" ]; then
+    psql_super -qc "ALTER SYSTEM SET shared_preload_libraries = $(quoted_list "$preload")" >/dev/null
+  fi
   if ! pg_restart "$major"; then
     log "PostgreSQL did not start with these; going back to ${current} MB and '${libraries}'"
     as_root sed -i -e "s/^shared_buffers = .*/shared_buffers = '${current}MB'/" \

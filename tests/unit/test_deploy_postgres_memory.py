@@ -75,6 +75,20 @@ def test_pg_prewarm_joins_the_preloaded_libraries_once(libraries: str, expected:
     assert result.stdout.strip() == expected
 
 
+@pytest.mark.parametrize(
+    ("libraries", "expected"),
+    [
+        ("pg_prewarm", "'pg_prewarm'"),
+        ("pg_stat_statements,pg_prewarm", "'pg_stat_statements', 'pg_prewarm'"),
+    ],
+)
+def test_alter_system_gets_each_library_quoted_apart(libraries: str, expected: str) -> None:
+    """One quoted 'a,b' would name a single library "a,b": PostgreSQL would not start."""
+    script = f'source deploy/lib/common.sh; quoted_list "{libraries}"'
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == expected
+
+
 @pytest.mark.django_db
 def test_the_running_server_refills_its_buffers_after_a_restart() -> None:
     """deploy/test preloaded pg_prewarm: the server has it, and its autoprewarm leader runs
