@@ -6,60 +6,65 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from inference.llm import harmony
+from inference.llm.base import Piece, ReplyReader, SpecialToken
+from inference.llm.harmony_tokens import HarmonyTokenParser
+
+__all__ = [
+    "HarmonyFormat",
+    "HarmonyReader",
+    "HarmonyTokenReader",
+    "PlainReader",
+    "TemplateFormat",
+]
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Part of the reply: ``answer`` goes to the person; ``reasoning`` never does."""
-
-    text: str
-    kind: str  # "answer" or "reasoning"
-
-
-class ReplyReader(Protocol):
-    def feed(self, text: str) -> list[Piece]: ...
-    def close(self) -> list[Piece]: ...
-    @property
-    def complete(self) -> bool: ...
-
-
-class ChatFormat(Protocol):
-    stop_strings: tuple[str, ...]
-    # End-of-generation tokens that only end a message, not the reply (harmony's <|end|>
-    # closes the analysis message; the final one follows).
-    continue_after: tuple[str, ...]
-
-    def render(
-        self, system: str, instructions: str, user: str, history: list[tuple[str, str]]
-    ) -> str: ...
-    def reader(self) -> ReplyReader: ...
+def _pieces(deltas: list[harmony.Delta]) -> list[Piece]:
+    out = []
+    for delta in deltas:
+        if delta.channel == harmony.FINAL:
+            out.append(Piece(delta.text, "answer"))
+        elif delta.channel == harmony.ANALYSIS:
+            out.append(Piece(delta.text, "reasoning"))
+    return out
 
 
 class HarmonyReader:
+    """Reads a gpt-oss reply from text alone (the remote backend's mode): a marker is
+    recognised by its characters, so ordinary tokens that spell one count as one."""
+
     def __init__(self) -> None:
         self._parser = harmony.HarmonyStreamParser()
 
-    def _convert(self, deltas: list[harmony.Delta]) -> list[Piece]:
-        out = []
-        for delta in deltas:
-            if delta.channel == "final":
-                out.append(Piece(delta.text, "answer"))
-            elif delta.channel == "analysis":
-                out.append(Piece(delta.text, "reasoning"))
-        return out
-
     def feed(self, text: str) -> list[Piece]:
-        return self._convert(self._parser.feed(text))
+        return _pieces(self._parser.feed(text))
 
     def close(self) -> list[Piece]:
-        return self._convert(self._parser.close())
+        return _pieces(self._parser.close())
+
+    @property
+    def complete(self) -> bool:
+        return self._parser.saw_final
+
+
+class HarmonyTokenReader:
+    """Reads a gpt-oss reply as the local backend streams it: structure only from
+    :class:`SpecialToken` pieces (special tokens the model produced by id); every plain
+    ``str`` is text, whatever characters it holds."""
+
+    def __init__(self) -> None:
+        self._parser = HarmonyTokenParser()
+
+    def feed(self, text: str) -> list[Piece]:
+        if isinstance(text, SpecialToken):
+            return _pieces(self._parser.feed_marker(str(text)))
+        return _pieces(self._parser.feed_text(text))
+
+    def close(self) -> list[Piece]:
+        return _pieces(self._parser.close())
 
     @property
     def complete(self) -> bool:
@@ -67,11 +72,19 @@ class HarmonyReader:
 
 
 class HarmonyFormat:
-    stop_strings = tuple(harmony.STOP_TOKENS)
-    continue_after = ("<|end|>",)
+    """gpt-oss's harmony prompts and replies.
 
-    def __init__(self, reasoning_effort: str) -> None:
+    ``by_token_id``: the model's stream marks its special tokens (:class:`SpecialToken`),
+    so the reply is read by token ids (:class:`HarmonyTokenReader`); otherwise it is read
+    from text (:class:`HarmonyReader`). The stop strings are then special tokens only.
+    """
+
+    stop_strings = tuple(harmony.STOP_TOKENS)
+    continue_after = (harmony.END,)
+
+    def __init__(self, reasoning_effort: str, *, by_token_id: bool = False) -> None:
         self.reasoning_effort = reasoning_effort
+        self.by_token_id = by_token_id
 
     def render(
         self, system: str, instructions: str, user: str, history: list[tuple[str, str]]
@@ -85,7 +98,7 @@ class HarmonyFormat:
         )
 
     def reader(self) -> ReplyReader:
-        return HarmonyReader()
+        return HarmonyTokenReader() if self.by_token_id else HarmonyReader()
 
 
 class PlainReader:

@@ -39,6 +39,11 @@ The contract of this module:
   trailing ``<|chan`` or ``assist``), so answer text streams token by token, and it never
   emits a special token, a fragment of one, or a channel name as text. Two messages on
   the same channel are joined with a blank line. Delta text is raw (not stripped).
+
+  Reading markers from text is the weaker mode: ordinary tokens that spell
+  ``<|channel|>final<|message|>`` switch the channel as a real marker would. The local
+  backend knows each token's id and uses :mod:`inference.llm.harmony_tokens` instead;
+  this parser serves replies that arrive as text only (an OpenAI-compatible server).
 * After :meth:`HarmonyStreamParser.close`, :attr:`HarmonyStreamParser.saw_final` says
   whether a final channel was ever opened. A reply that reasoned but never opened
   ``final`` (ran out of tokens, or stopped early) has no answer: callers must treat it as
@@ -68,6 +73,7 @@ __all__ = [
     "Delta",
     "HarmonyResult",
     "HarmonyStreamParser",
+    "header_fields",
     "neutralize",
     "parse_completion",
     "render_prefix",
@@ -287,7 +293,16 @@ def _could_lead_token_header(text: str) -> bool:
 def _parse_token_header(header: str) -> tuple[str | None, str | None]:
     """(channel, recipient) of a token-mode header; channel None: not an assistant message."""
     role_part, _, rest = header.partition(CHANNEL)
-    channel_part = rest.partition(CONSTRAIN)[0]
+    return header_fields(role_part, rest.partition(CONSTRAIN)[0])
+
+
+def header_fields(role_part: str, channel_part: str) -> tuple[str | None, str | None]:
+    """(channel, recipient) from a header's two parts: the text before ``<|channel|>`` and
+    the text between it and ``<|constrain|>`` / ``<|message|>``, markers left out.
+
+    The channel is None when the message is not the assistant's (another role speaking);
+    a recipient (``to=functions.x``) may stand in either part.
+    """
     recipient: str | None = None
     roles: list[str] = []
     for word in role_part.split():

@@ -1,11 +1,18 @@
 """An OpenAI-compatible server as the model, for operators who outgrow one process per model
 (llama.cpp's ``llama-server`` with parallel slots, vLLM, llama-cpp-python's own server).
 
-It behaves like :class:`inference.llm.backend.LocalModel`: the same prompts, the same reply
-readers, the same events. gpt-oss prompts are rendered here in harmony and sent raw to
-``/completions`` (the reply comes back with or without its special tokens; the harmony
-reader understands both). Other models are sent as chat messages to ``/chat/completions``
-and the server applies the model's own template. The server keeps its own prompt cache.
+It behaves like :class:`inference.llm.backend.LocalModel`: the same prompts, the same
+events. gpt-oss prompts are rendered here in harmony and sent raw to ``/completions`` (the
+reply comes back with or without its special tokens; the harmony reader understands both).
+Other models are sent as chat messages to ``/chat/completions`` and the server applies the
+model's own template. The server keeps its own prompt cache.
+
+Reading gpt-oss replies is weaker here than in the local backend. An OpenAI-compatible
+stream carries text, not token ids, so the reply's channels are found from the characters
+of harmony's markers (:class:`inference.llm.formats.HarmonyReader`): if the model spells
+``<|channel|>final<|message|>`` with ordinary tokens, the reader takes it for a real
+marker, and reasoning may reach the person or the answer be cut short. The local backend
+decides channels by token ids (:mod:`inference.llm.harmony_tokens`) and has no such hole.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from inference.llm.backend import GenerationStats, ModelUnavailable
-from inference.llm.formats import ChatFormat, HarmonyFormat, PlainReader, ReplyReader
+from inference.llm.base import ChatFormat, GenerationStats, ModelUnavailable, ReplyReader
+from inference.llm.formats import HarmonyFormat, PlainReader
 
 # A rough tokens-per-character figure for packing sources: the server's tokenizer is not
 # at hand, so we count generously (about 3.2 characters per token for European text).
@@ -49,6 +56,9 @@ class ChatMessagesFormat:
 
 
 class RemoteModel:
+    """A model behind an OpenAI-compatible server; gpt-oss replies are read from text
+    (see the module docstring for why that is the weaker mode)."""
+
     def __init__(
         self,
         base_url: str,
@@ -68,7 +78,7 @@ class RemoteModel:
             timeout=httpx.Timeout(timeout, connect=10),
         )
         self.format: ChatFormat = (
-            HarmonyFormat(settings.LLM_REASONING_EFFORT)
+            HarmonyFormat(settings.LLM_REASONING_EFFORT, by_token_id=False)
             if chat_format == "harmony"
             else ChatMessagesFormat()
         )
