@@ -1,49 +1,94 @@
-"""The one door to documents.
-
-Every query that returns collections, documents, chunks, citations or answers for a person
-starts from these functions (through the ``visible_to`` managers and the
-``get_<thing>_for_user`` helpers). Search builds its SQL from the same querysets, so the
-access filter sits inside the very statement that ranks chunks.
+"""The access policy: every rule about who may see or change what, and the doors that apply
+them. Nothing else in the appliance decides access.
 
 Rules:
-- A person reads a collection when they hold a reader role (employee or curator) in the
-  department that owns it, in a department it is shared with, or anywhere when it is
-  shared with the whole organisation.
-- Auditors and operators read no documents by virtue of those roles.
-- A curator manages (uploads to, deletes from, shares) only their own department's
-  collections.
-- Nothing is cached: a removed membership or share counts from the very next query.
+1. A person reads a collection when they hold a reader role (employee or curator) in the
+   department that owns it, in a department it is shared with, or anywhere when it is
+   shared with the whole organisation. Documents, passages (chunks) and citations are
+   readable exactly when their collection is.
+2. Auditors and operators read no documents by virtue of those roles; the audit pages are
+   for auditors, the operator pages for operators.
+3. A curator manages (uploads to, deletes from, retries, shares) only their own
+   department's collections.
+4. Questions, their answers and conversations are private to the person who asked.
+5. Only active, signed-in people hold any right.
+6. Nothing is cached: a removed membership or share counts from the very next query.
+
+How a refusal looks, whichever door (page or API) it comes through:
+- What a person may not read does not exist for them: the same 404 as a wrong id, byte for
+  byte, so ids cannot be probed.
+- What they may read but not change (an employee uploading, a reader deleting) is refused
+  with 403 and a sentence saying who may, and the attempt is audited (``refuse``).
+- A page for a role they do not hold answers 404 and the attempt is audited
+  (``appliance.web.guards.only_for``).
+
+Lists start from the ``visible_to`` / ``manageable_by`` querysets, which are built from the
+filters below; one object comes through a ``get_<thing>_for_user`` helper. Search builds its
+SQL from the same querysets, so the access filter sits inside the very statement that ranks
+chunks.
+
+The models of documents and answers are named by label (``"ingest.Collection"``), as a
+foreign key names them, not imported: their packages build on this core, so an import would
+run against the direction of the packages (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, NoReturn
 
-from django.db.models import Exists, Q, QuerySet
+from django.apps import apps
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, Model, Q, QuerySet
 from django.http import Http404
 
 from appliance.accounts.models import READER_ROLES, Membership, Role
+from appliance.audit import actions as audit
+from appliance.audit.models import Action
 
-if TYPE_CHECKING:
-    from ingest.models import Collection
+
+def _model(label: str) -> type[Model]:
+    return apps.get_model(label)
 
 
-def _is_person(user: Any) -> bool:
+# --- people -------------------------------------------------------------------------------
+
+
+def is_person(user: Any) -> bool:
+    """Signed in and active (rule 5)."""
     return bool(user is not None and user.is_authenticated and user.is_active)
 
 
-def reader_department_ids(user: Any) -> QuerySet:
+def holds_role(user: Any, *roles: str) -> bool:
+    return is_person(user) and Membership.objects.filter(user_id=user.pk, role__in=roles).exists()
+
+
+def is_auditor(user: Any) -> bool:
+    return holds_role(user, Role.AUDITOR)
+
+
+def is_operator(user: Any) -> bool:
+    return holds_role(user, Role.OPERATOR)
+
+
+def reads_documents(user: Any) -> bool:
+    """Holds a reader role somewhere (rule 2: other roles alone read nothing)."""
+    return holds_role(user, *READER_ROLES)
+
+
+# --- filters: what the querysets are built from -------------------------------------------
+
+
+def _reader_department_ids(user: Any) -> QuerySet:
     return Membership.objects.filter(user_id=user.pk, role__in=READER_ROLES).values("department_id")
 
 
 def readable_collections_filter(user: Any) -> Q:
-    """A filter on Collection rows that ``user`` may read."""
-    if not _is_person(user):
+    """Collection rows ``user`` may read (rule 1)."""
+    if not is_person(user):
         return Q(pk__in=[])
-    from ingest.models import CollectionShare
-
-    departments = reader_department_ids(user)
-    shared = CollectionShare.objects.filter(department_id__in=departments).values("collection_id")
+    departments = _reader_department_ids(user)
+    shares = _model("ingest.CollectionShare").objects
+    shared = shares.filter(department_id__in=departments).values("collection_id")
     is_reader_anywhere = Exists(Membership.objects.filter(user_id=user.pk, role__in=READER_ROLES))
     return (
         Q(department_id__in=departments)
@@ -53,13 +98,34 @@ def readable_collections_filter(user: Any) -> Q:
 
 
 def managed_collections_filter(user: Any) -> Q:
-    """A filter on Collection rows whose documents ``user`` may change (curators)."""
-    if not _is_person(user):
+    """Collection rows whose documents ``user`` may change (rule 3)."""
+    if not is_person(user):
         return Q(pk__in=[])
-    departments = Membership.objects.filter(user_id=user.pk, role=Role.CURATOR).values(
-        "department_id"
-    )
-    return Q(department_id__in=departments)
+    departments = Membership.objects.filter(user_id=user.pk, role=Role.CURATOR)
+    return Q(department_id__in=departments.values("department_id"))
+
+
+def in_readable_collection(user: Any, path: str = "collection") -> Q:
+    """Rows of a model inside collections (documents, chunks, citations through
+    ``document__collection``) that ``user`` may read: readable exactly when their
+    collection is (rule 1)."""
+    collections = _model("ingest.Collection").objects.filter(readable_collections_filter(user))
+    return Q(**{f"{path}__in": collections})
+
+
+def in_managed_collection(user: Any, path: str = "collection") -> Q:
+    collections = _model("ingest.Collection").objects.filter(managed_collections_filter(user))
+    return Q(**{f"{path}__in": collections})
+
+
+def owned_filter(user: Any) -> Q:
+    """Questions and conversations of ``user`` (rule 4)."""
+    if not is_person(user):
+        return Q(pk__in=[])
+    return Q(user_id=user.pk)
+
+
+# --- doors: one object for one person -----------------------------------------------------
 
 
 def get_or_404(queryset: QuerySet, **lookup: Any) -> Any:
@@ -70,7 +136,59 @@ def get_or_404(queryset: QuerySet, **lookup: Any) -> Any:
         raise Http404("Not found") from None
 
 
-def get_collection_for_user(user: Any, pk: Any) -> Collection:
-    from ingest.models import Collection
+def get_collection_for_user(user: Any, pk: Any) -> Any:
+    collections = _model("ingest.Collection").objects.visible_to(user)
+    return get_or_404(collections.select_related("department"), pk=pk)
 
-    return get_or_404(Collection.objects.visible_to(user), pk=pk)
+
+def get_document_for_user(user: Any, pk: Any) -> Any:
+    return get_or_404(_model("ingest.Document").objects.visible_to(user), pk=pk)
+
+
+def get_question_for_user(user: Any, pk: Any) -> Any:
+    return get_or_404(_model("inference.Question").objects.visible_to(user), pk=pk)
+
+
+class Refused(PermissionDenied):
+    """``user`` may read the object but not do this to it (see ``refuse``)."""
+
+
+def refuse(user: Any, attempt: str, message: str, obj: Any = None) -> NoReturn:
+    """Audit a refused attempt on something the person may read, and refuse it (403)."""
+    audit.record_alone(Action.ACCESS_DENIED, actor=user, obj=obj, details={"attempt": attempt})
+    raise Refused(message)
+
+
+def get_collection_to_manage(user: Any, pk: Any, attempt: str) -> Any:
+    """A collection ``user`` curates: 404 when they may not read it, an audited 403 when
+    they may read but not change it."""
+    found = get_collection_for_user(user, pk)
+    if not _model("ingest.Collection").objects.manageable_by(user).filter(pk=found.pk).exists():
+        refuse(
+            user,
+            attempt,
+            "Only curators of this collection's department may change it.",
+            found,
+        )
+    return found
+
+
+def get_document_to_manage(user: Any, pk: Any, attempt: str) -> Any:
+    """A document in a collection ``user`` curates; refusals as ``get_collection_to_manage``."""
+    found = get_document_for_user(user, pk)
+    if not _model("ingest.Document").objects.manageable_by(user).filter(pk=found.pk).exists():
+        refuse(
+            user,
+            attempt,
+            "Only curators of this document's department may change it.",
+            found,
+        )
+    return found
+
+
+def visible_citations(question: Any, user: Any) -> list[Any]:
+    """The question's citations whose documents ``user`` may read now (access can change
+    after asking: a source they lost drops out of every page, API answer and rebuilt
+    conversation)."""
+    readable = in_readable_collection(user, "document__collection")
+    return list(question.citations.filter(readable).order_by("n"))

@@ -9,9 +9,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
-from inference import events
-
-WORKER_KEY = "appliance:worker:{role}:{host}"
+from appliance import redis_client
+from appliance.workers import WORKER_KEY
+from ingest import embedding
+from ingest.models import Collection
 
 
 def _database() -> str | None:
@@ -26,7 +27,7 @@ def _database() -> str | None:
 
 def _redis() -> str | None:
     try:
-        events.client().ping()
+        redis_client.client().ping()
         return None
     except Exception as exc:
         return f"Redis is unreachable ({type(exc).__name__})"
@@ -52,7 +53,7 @@ def _workers() -> dict[str, Any]:
     found: dict[str, Any] = {}
     try:
         for role in ("ingest", "answer"):
-            keys = list(events.client().scan_iter(WORKER_KEY.format(role=role, host="*")))
+            keys = list(redis_client.client().scan_iter(WORKER_KEY.format(role=role, host="*")))
             found[role] = len(keys)
     except Exception:
         return {}
@@ -61,8 +62,6 @@ def _workers() -> dict[str, Any]:
 
 def _embedding_models() -> list[str]:
     """The default model and every model a collection answers from must be on disk."""
-    from ingest import embedding
-    from ingest.models import Collection
 
     names = {settings.EMBEDDING_MODEL}
     try:

@@ -1,5 +1,5 @@
 """The one settings module. Every value comes from the environment (or the settings file
-that deploy/up writes, ``var/appliance.env``); README.md lists them all."""
+that deploy/up writes, ``var/appliance.env``); docs/configuration.md lists them all."""
 
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ if WEB_PROCESS:
         "pool": {"min_size": 2, "max_size": DB_POOL_SIZE, "timeout": 10, "max_idle": 300}
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# The role the running appliance uses; migrations run as the owner role (see README).
+# The role the running appliance uses; migrations run as the owner role
+# (see docs/security.md, "Database roles").
 DB_APP_ROLE = env.str("APPLIANCE_DB_APP_ROLE", "appliance_app")
 
 REDIS_URL = env.str("APPLIANCE_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -281,7 +282,7 @@ EMBEDDING_BATCH_SIZE = env.int("APPLIANCE_EMBEDDING_BATCH_SIZE", 32, minimum=1)
 RETRIEVAL_TOP_K = env.int("APPLIANCE_RETRIEVAL_TOP_K", 6, minimum=1)
 RETRIEVAL_CANDIDATES = env.int("APPLIANCE_RETRIEVAL_CANDIDATES", 40, minimum=1)
 # Hybrid retrieval (inference/retrieval.py): BM25 over the tsvector and HNSW cosine, fused by
-# weighted reciprocal rank. Defaults measured on BEIR SciFact (README, "Retrieval").
+# weighted reciprocal rank. Defaults measured on BEIR SciFact (docs/retrieval.md).
 RETRIEVAL_MODE = env.choice("APPLIANCE_RETRIEVAL_MODE", "hybrid", ("hybrid", "dense", "fulltext"))
 RETRIEVAL_BM25_K1 = env.float("APPLIANCE_RETRIEVAL_BM25_K1", 1.2)
 RETRIEVAL_BM25_B = env.float("APPLIANCE_RETRIEVAL_BM25_B", 0.75)

@@ -10,7 +10,9 @@ import socket
 import threading
 
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
+
+from appliance import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +24,18 @@ def role() -> str:
     return os.environ.get("APPLIANCE_WORKER_ROLE", "")
 
 
-def _key() -> str:
-    from appliance.health import WORKER_KEY
+# One key per worker process, with a short expiry the heartbeat renews; /healthz counts them.
+WORKER_KEY = "appliance:worker:{role}:{host}"
 
+
+def _key() -> str:
     return WORKER_KEY.format(role=role(), host=f"{socket.gethostname()}-{os.getpid()}")
 
 
 def _beat() -> None:
-    from inference import events
-
     while not _stop.is_set():
         try:
-            events.client().set(_key(), "1", ex=HEARTBEAT_SECONDS * 3)
+            redis_client.client().set(_key(), "1", ex=HEARTBEAT_SECONDS * 3)
         except Exception as exc:  # Redis away for a moment: try again next beat
             log.warning("worker heartbeat failed: %s", exc)
         _stop.wait(HEARTBEAT_SECONDS)
@@ -43,7 +45,9 @@ def _beat() -> None:
 def _start(**_: object) -> None:
     if role() not in ("ingest", "answer"):
         return
-    # Load the models before announcing, so "alive" also means "ready to work".
+    # Load the models before announcing, so "alive" also means "ready to work". The
+    # packages are imported here: this module loads with the Celery app, before Django's
+    # apps are ready, and a web process never loads them at all.
     from ingest.embedding import model as embedding_model
 
     embedding_model()
@@ -67,12 +71,12 @@ def _reconcile_loop() -> None:
     """Work whose worker died or whose queue message was lost is picked up again: once
     right after start (the usual moment after a crash) and then every minute. Ingest
     workers look after documents, answer workers after questions."""
-    from django.db import connections
-
+    # Imported here, not at the top: this module is loaded with the Celery app, before
+    # Django's apps are ready to import models.
     if role() == "ingest":
-        from ingest.pipeline import reconcile
+        from ingest.tasks import reconcile
     else:
-        from inference.answering import reconcile
+        from inference.tasks import reconcile
 
     while True:
         try:
@@ -97,8 +101,6 @@ def _recycle_database_connections(**_: object) -> None:
 def _stop_beat(**_: object) -> None:
     _stop.set()
     try:
-        from inference import events
-
-        events.client().delete(_key())
+        redis_client.client().delete(_key())
     except Exception:
         log.debug("could not remove the worker heartbeat key", exc_info=True)

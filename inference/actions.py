@@ -9,7 +9,7 @@ from django.db import transaction
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from inference import events
+from inference import events, tasks
 from inference.models import Conversation, Question
 from ingest.models import Collection
 
@@ -46,36 +46,32 @@ def ask(
         )
         if not scope:
             raise InvalidQuestion("None of the chosen collections exist or are open to you.")
-    thread = None
+    conversation = None
     if conversation_id not in (None, ""):
         try:
-            thread = Conversation.objects.visible_to(user).filter(pk=int(conversation_id)).first()
+            conversation = (
+                Conversation.objects.visible_to(user).filter(pk=int(conversation_id)).first()
+            )
         except (TypeError, ValueError):
-            thread = None
-        if thread is None:
+            conversation = None
+        if conversation is None:
             raise InvalidQuestion("That conversation does not exist or is not yours.")
     with transaction.atomic():
-        if thread is None:
-            thread = Conversation.objects.create(user=user, title=text[:200])
+        if conversation is None:
+            conversation = Conversation.objects.create(user=user, title=text[:200])
         else:
-            thread.save(update_fields=["updated_at"])
-        question = Question.objects.create(user=user, text=text, scope=scope, conversation=thread)
+            conversation.save(update_fields=["updated_at"])
+        question = Question.objects.create(
+            user=user, text=text, scope=scope, conversation=conversation
+        )
         audit.record(
             Action.QUESTION,
             actor=user,
             obj=question,
-            details={"text": text, "scope": scope or "all", "conversation_id": thread.pk},
+            details={"text": text, "scope": scope or "all", "conversation_id": conversation.pk},
         )
-        transaction.on_commit(lambda: _queue(question))
+        transaction.on_commit(lambda: tasks.enqueue(question))
     return question
-
-
-def _queue(question: Question) -> None:
-    from inference.answering import queue_position
-    from inference.tasks import answer_question
-
-    events.publish(question, "queued", queue_position(question))
-    answer_question.delay(question.pk)
 
 
 def cancel(user: Any, question: Question) -> None:

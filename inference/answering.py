@@ -1,5 +1,16 @@
-"""Answering one question, in the answer worker: retrieve within the asker's access,
-prompt the model, stream the reply's answer part, verify citations, store, audit."""
+"""Answering one question, in the answer worker, top to bottom:
+
+1. ``claim`` the question (a conditional UPDATE: only one worker answers it);
+2. ``find_passages``: search within the asker's access, a follow-up as a standalone query;
+3. no passage above the relevance floor: store the plain refusal (``prompts.NOT_FOUND``);
+4. ``compose_prompt``: number the passages, put the conversation so far in front;
+5. ``generate``: stream the reply's answer part to the asker (``AnswerRelay``), keep its
+   reasoning apart, stop within a token when asked;
+6. ``store``: verify the citations, save the answer and its citations, audit, say "done".
+
+Everything the asker sees travels as events on the question's Redis stream
+(``inference.events``); the database row is the truth once the answer is stored.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -19,14 +31,30 @@ from django.utils import timezone
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, events, prompts
+from inference.conversation import History
+from inference.liveness import AliveSignal, StopListener
+from inference.llm.backend import get_model
+from inference.llm.base import GenerationStats
 from inference.models import Citation, Question, QuestionStatus
 from inference.retrieval import Hit, search
+from ingest.embedding import embed
 
 log = logging.getLogger(__name__)
 
 TOKEN_EVENT_SECONDS = 0.04
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 WORKER_LOST = "The answer worker stopped while answering this question. Please ask it again."
+
+
+@dataclass
+class Reply:
+    """What one answer came to, as ``store`` saves it."""
+
+    text: str = ""
+    hits: list[Hit] = field(default_factory=list)  # what retrieval returned
+    sources: list[prompts.Source] = field(default_factory=list)  # the passages of this turn
+    grounded: bool | None = None  # True: from passages; False: nothing found; None: stopped early
+    stopped: bool = False
 
 
 def claim(question_id: int) -> Question | None:
@@ -52,7 +80,7 @@ def answer(question_id: int) -> str:
         return "skipped"
     started = time.monotonic()
     try:
-        with _Alive(question), _StopListener(question) as stop:
+        with AliveSignal(question), StopListener(question) as stop:
             return _answer(question, started, stop)
     except Exception as exc:
         log.exception("answering question %s failed", question_id)
@@ -60,208 +88,184 @@ def answer(question_id: int) -> str:
         return "error"
 
 
-class _Alive:
-    """Says "still answering" every few seconds from a thread, so a long prompt read (a
-    big model on a CPU reads for many seconds before its first token) is never taken for a
-    dead worker; the signal stops only when the process does."""
+def _answer(question: Question, started: float, stop: threading.Event) -> str:
+    if stop.is_set() or events.cancel_requested(question):
+        return store(question, Reply(stopped=True), History(), started)
 
-    def __init__(self, question: Question) -> None:
-        self.question = question
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="alive", daemon=True)
+    model = get_model()
+    history = conversation.history(question)
+    hits, relevant = find_passages(question, model, history)
+    if not relevant:
+        events.publish(question, "sources", {"sources": []})
+        events.publish(question, "token", {"text": prompts.NOT_FOUND})
+        refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
+        return store(question, refusal, history, started)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                events.mark_alive(self.question)
-            except Exception:
-                log.warning("could not signal that question %s is alive", self.question.pk)
-            if self.stop.wait(events.ALIVE_SECONDS / 4):
-                return
+    packed = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
+    sources, listed, again = history.number(packed)
+    events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
+    prompt = compose_prompt(model, history, question.text, listed, again)
 
-    def __enter__(self) -> _Alive:
-        self.thread.start()
-        return self
+    relay = AnswerRelay(question, started)
+    stats = generate(model, prompt, relay, stop)
+    question.prompt_tokens = stats.prompt_tokens
+    question.completion_tokens = stats.completion_tokens
+    question.ttft_ms = relay.ttft_ms
+    if settings.LLM_STORE_REASONING:
+        question.reasoning = relay.reasoning
+    reply = Reply(text=relay.answer.strip(), hits=hits, sources=sources, grounded=True)
+    if stats.stopped_by == "cancelled":
+        reply.stopped = True
+        return store(question, reply, history, started)
+    if not reply.text:
+        finish_with_error(
+            question,
+            "The model reasoned but wrote no answer; try again or ask more precisely."
+            if relay.reasoning
+            else "The model wrote no answer; try again.",
+        )
+        return "error"
+    return store(question, reply, history, started)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
 
-
-class _StopListener:
-    """Waits for the stop button on a thread of its own, so the model checks a flag after
-    each token instead of asking Redis (a round trip per token, which a fast model feels)
-    and still stops within one token of the click."""
-
-    WAIT_SECONDS = 1
-
-    def __init__(self, question: Question) -> None:
-        self.question = question
-        self.requested = threading.Event()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="stop-listener", daemon=True)
-
-    def _run(self) -> None:
-        while not self.done.is_set():
-            try:
-                if events.wait_for_stop(self.question, self.WAIT_SECONDS):
-                    self.requested.set()
-                    return
-            except Exception:
-                log.warning("could not listen for a stop of question %s", self.question.pk)
-                if self.done.wait(self.WAIT_SECONDS):
-                    return
-
-    def __enter__(self) -> threading.Event:
-        self.thread.start()
-        return self.requested
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()  # the listener returns within WAIT_SECONDS; nobody waits for it
-
+# --- 2. retrieval -------------------------------------------------------------------------
 
 # One thread per answer worker embeds the question while the database works out the
 # asker's scope (torch and the database driver both release the GIL while they work).
 _EMBEDDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="question-embedding")
 
 
-class _QueryVectors:
+class QueryVectors:
     """The search query's vector for each embedding model in scope. The default model's
     starts at once on the embedding thread, since nearly every collection uses it; the
     vector for any other model is computed when the search asks for it."""
 
     def __init__(self, text: str) -> None:
-        from ingest.embedding import embed
-
         self.text = text
         self.default = settings.EMBEDDING_MODEL
         self.pending: Future = _EMBEDDER.submit(embed, [text], name=self.default)
 
     def __call__(self, model: str) -> Any:
-        from ingest.embedding import embed
-
         if model == self.default:
             return self.pending.result()[0]
         return embed([self.text], name=model)[0]
 
 
-def _answer(question: Question, started: float, stop: threading.Event) -> str:
-    from inference.llm.backend import GenerationStats, get_model
-
-    if stop.is_set() or events.cancel_requested(question):
-        return _finish(
-            question, "", [], [], conversation.Thread(), started, grounded=None, stopped=True
-        )
-
-    model = get_model()
-    thread = conversation.history(question)
-    # A follow-up is searched as a standalone query; if a weak model's rewrite finds
-    # nothing, the previous question and this one together are tried before giving up.
-    queries = conversation.search_queries(model, thread.turns, question.text)
+def find_passages(question: Question, model: Any, history: History) -> tuple[list[Hit], list[Hit]]:
+    """(everything retrieval returned, the hits above the relevance floor). A follow-up is
+    searched as a standalone query; if a weak model's rewrite finds nothing, the previous
+    question and this one together are tried before giving up. Sets the question's
+    ``search_query`` to the query that was used last."""
     hits: list[Hit] = []
-    relevant: list[Hit] = []
-    for query in queries:
+    for query in conversation.search_queries(model, history.turns, question.text):
         question.search_query = query
         hits = search(
             question.user,
             query,
-            # embedded by each model whose vectors the scope's collections hold
-            _QueryVectors(query),
+            QueryVectors(query),  # embedded by each model whose vectors the scope holds
             k=settings.RETRIEVAL_TOP_K,
             narrow_to=question.scope or None,
             mode=settings.RETRIEVAL_MODE,
         )
         relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
         if relevant:
-            break
-    if not relevant:
-        events.publish(question, "sources", {"sources": []})
-        events.publish(question, "token", {"text": prompts.NOT_FOUND})
-        return _finish(question, prompts.NOT_FOUND, hits, [], thread, started, grounded=False)
+            return hits, relevant
+    return hits, []
 
-    packed = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
-    sources, listed, again = thread.number(packed)
-    events.publish(question, "sources", {"sources": [_source_json(s) for s in sources]})
-    # Earlier turns go first, word for word as the model read them, so the KV cache of the
-    # conversation so far is reused and only the new turn is read; a passage the model has
-    # already read in this conversation is named by its number, not repeated. The oldest
-    # turns give way when the conversation outgrows the model's context.
-    turns = thread.turns
+
+# --- 4. prompt ----------------------------------------------------------------------------
+
+
+def compose_prompt(
+    model: Any, history: History, text: str, listed: list[prompts.Source], again: list[int]
+) -> str:
+    """The prompt of this turn. Earlier turns go first, word for word as the model read
+    them, so the KV cache of the conversation so far is reused and only the new turn is
+    read; a passage the model has already read in this conversation is named by its number
+    (``again``), not repeated. The oldest turns give way when the conversation outgrows the
+    model's context."""
+    turns = history.turns
     room = settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_ANSWER_TOKENS
     while True:
         prompt = model.format.render(
             prompts.SYSTEM,
             prompts.INSTRUCTIONS,
-            prompts.user_message(question.text, listed, again),
+            prompts.user_message(text, listed, again),
             [(turn.user_message, turn.answer) for turn in turns],
         )
         if not turns or model.count_tokens(prompt) <= room:
-            break
+            return prompt
         turns = turns[1:]
+
+
+# --- 5. generation ------------------------------------------------------------------------
+
+
+class AnswerRelay:
+    """Takes the reply's pieces as the model writes them. Answer text goes out to the
+    asker as it comes, but at most one event per TOKEN_EVENT_SECONDS (on a small host every
+    event wakes the web process and the browser, which steals time from the model; the
+    first piece always goes at once). Reasoning is kept apart and never sent."""
+
+    def __init__(self, question: Question, started: float) -> None:
+        self.question = question
+        self.started = started
+        self.answer_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.unsent: list[str] = []
+        self.last_sent = 0.0
+        self.ttft_ms: int | None = None
+
+    def take(self, pieces: list[Any]) -> None:
+        for piece in pieces:
+            if piece.kind != "answer":
+                self.reasoning_parts.append(piece.text)
+                continue
+            if self.ttft_ms is None:
+                self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+            self.answer_parts.append(piece.text)
+            self.unsent.append(piece.text)
+            if time.monotonic() - self.last_sent >= TOKEN_EVENT_SECONDS:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.unsent:
+            events.publish(self.question, "token", {"text": "".join(self.unsent)})
+            self.unsent.clear()
+            self.last_sent = time.monotonic()
+
+    @property
+    def answer(self) -> str:
+        return "".join(self.answer_parts)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+
+def generate(model: Any, prompt: str, relay: AnswerRelay, stop: threading.Event) -> GenerationStats:
+    """Run the model over the prompt, feeding its reply through the chat format's reader
+    into ``relay``; checks ``stop`` between tokens."""
     reader = model.format.reader()
     stats = GenerationStats()
-    answer_parts: list[str] = []
-    reasoning_parts: list[str] = []
-
-    def should_stop() -> bool:
-        return stop.is_set()
-
-    # Tokens go out as they come, but at most one event per TOKEN_EVENT_SECONDS: on a small
-    # host every event wakes the web process and the browser, which steals time from the
-    # model. The first token always goes out at once.
-    unsent: list[str] = []
-    last_sent = 0.0
-
-    def flush() -> None:
-        nonlocal last_sent
-        if unsent:
-            events.publish(question, "token", {"text": "".join(unsent)})
-            unsent.clear()
-            last_sent = time.monotonic()
-
-    def emit(pieces: list[Any]) -> None:
-        for piece in pieces:
-            if piece.kind == "answer":
-                if not answer_parts:
-                    question.ttft_ms = int((time.monotonic() - started) * 1000)
-                answer_parts.append(piece.text)
-                unsent.append(piece.text)
-                if time.monotonic() - last_sent >= TOKEN_EVENT_SECONDS:
-                    flush()
-            else:
-                reasoning_parts.append(piece.text)
-
     for text in model.stream(
         prompt,
         max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
         temperature=settings.LLM_TEMPERATURE,
         top_p=settings.LLM_TOP_P,
-        should_stop=should_stop,
+        should_stop=stop.is_set,
         stats=stats,
     ):
-        emit(reader.feed(text))
-    emit(reader.close())
-    flush()
-
-    question.prompt_tokens = stats.prompt_tokens
-    question.completion_tokens = stats.completion_tokens
-    if settings.LLM_STORE_REASONING:
-        question.reasoning = "".join(reasoning_parts)
-    text = "".join(answer_parts).strip()
-    if stats.stopped_by == "cancelled":
-        return _finish(question, text, hits, sources, thread, started, grounded=True, stopped=True)
-    if not text:
-        reason = (
-            "The model reasoned but wrote no answer; try again or ask more precisely."
-            if reasoning_parts
-            else "The model wrote no answer; try again."
-        )
-        finish_with_error(question, reason)
-        return "error"
-    return _finish(question, text, hits, sources, thread, started, grounded=True)
+        relay.take(reader.feed(text))
+    relay.take(reader.close())
+    relay.flush()
+    return stats
 
 
-def _source_json(source: prompts.Source) -> dict[str, Any]:
+# --- 6. storing ---------------------------------------------------------------------------
+
+
+def source_json(source: prompts.Source) -> dict[str, Any]:
     return {
         "n": source.n,
         "document_id": source.hit.document_id,
@@ -287,31 +291,24 @@ def verify_citations(text: str, available: set[int]) -> tuple[str, list[int]]:
     return _CITATION.sub(keep, text), cited
 
 
-def _finish(
-    question: Question,
-    text: str,
-    hits: list[Hit],
-    sources: list[prompts.Source],
-    thread: conversation.Thread,
-    started: float,
-    *,
-    grounded: bool | None,
-    stopped: bool = False,
-) -> str:
+def store(question: Question, reply: Reply, history: History, started: float) -> str:
+    """Save the answer with its citations and its audit row in one transaction, then tell
+    the asker it is done."""
     # The model may cite any passage it has read in this conversation, not only this turn's.
-    earlier = {s.n: s for s in thread.known.values()}
-    text, cited = verify_citations(text, {s.n for s in sources} | set(earlier))
-    shown = {s.n for s in sources}
+    earlier = {s.n: s for s in history.known.values()}
+    text, cited = verify_citations(reply.text, {s.n for s in reply.sources} | set(earlier))
+    shown = {s.n for s in reply.sources}
     named_again = [earlier[n] for n in cited if n not in shown]
-    if stopped:
+    if reply.stopped:
         text = (text + "\n\n(Stopped.)").strip()
     question.answer = text
-    question.grounded = grounded
+    question.grounded = reply.grounded
     question.status = QuestionStatus.DONE
     question.finished_at = timezone.now()
     question.latency_ms = int((time.monotonic() - started) * 1000)
     question.model = settings.LLM_SPEC.name
-    question.retrieved_chunk_ids = [h.chunk_id for h in hits]
+    question.retrieved_chunk_ids = [h.chunk_id for h in reply.hits]
+    cited_sources = [s for s in [*reply.sources, *named_again] if s.n in cited]
     with transaction.atomic():
         question.save(
             update_fields=[
@@ -341,7 +338,7 @@ def _finish(
                 cited=s.n in cited,
                 in_prompt=s not in named_again,
             )
-            for s in [*sources, *named_again]
+            for s in [*reply.sources, *named_again]
         )
         audit.record(
             Action.ANSWER,
@@ -349,32 +346,25 @@ def _finish(
             obj=question,
             details={
                 "model": question.model,
-                "grounded": grounded,
-                "stopped": stopped,
+                "grounded": reply.grounded,
+                "stopped": reply.stopped,
                 "retrieved_chunk_ids": question.retrieved_chunk_ids,
-                "cited_chunk_ids": [
-                    s.hit.chunk_id for s in [*sources, *named_again] if s.n in cited
-                ],
+                "cited_chunk_ids": [s.hit.chunk_id for s in cited_sources],
                 "prompt_tokens": question.prompt_tokens,
                 "completion_tokens": question.completion_tokens,
                 "ttft_ms": question.ttft_ms,
                 "latency_ms": question.latency_ms,
             },
         )
-        transaction.on_commit(
-            lambda: events.publish(
-                question,
-                "done",
-                {
-                    "answer": text,
-                    "grounded": grounded,
-                    "cited": cited,
-                    "stopped": stopped,
-                    # passages of earlier turns that this answer cites again
-                    "earlier_sources": [_source_json(s) for s in named_again],
-                },
-            )
-        )
+        done = {
+            "answer": text,
+            "grounded": reply.grounded,
+            "cited": cited,
+            "stopped": reply.stopped,
+            # passages of earlier turns that this answer cites again
+            "earlier_sources": [source_json(s) for s in named_again],
+        }
+        transaction.on_commit(lambda: events.publish(question, "done", done))
     return "done"
 
 
@@ -391,6 +381,9 @@ def finish_with_error(question: Question, message: str) -> None:
                 details={"error": message, "model": settings.LLM_SPEC.name},
             )
             transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
+
+
+# --- the line of waiting questions, and questions that lost their worker ------------------
 
 
 def queue_position(question: Question) -> dict[str, int]:
@@ -413,23 +406,24 @@ def announce_queue_positions(limit: int = 200) -> None:
         events.publish(question, "queued", {"position": ahead + 1, "ahead": ahead})
 
 
-def reconcile() -> int:
-    """Questions that lost their worker end with an error; questions that lost their queue
-    message (Redis restarted) are queued again. Returns how many were touched."""
-    from inference.tasks import answer_question
-
-    now = timezone.now()
-    touched = 0
-    for question in Question.objects.select_related("user").filter(
-        status=QuestionStatus.RUNNING, started_at__lt=now - timedelta(seconds=events.ALIVE_SECONDS)
-    ):
+def end_orphaned_answers() -> int:
+    """Questions whose worker stopped signalling that it is alive (it died) end with an
+    error, so nobody waits for them. Returns how many."""
+    ended = 0
+    since = timezone.now() - timedelta(seconds=events.ALIVE_SECONDS)
+    running = Question.objects.select_related("user").filter(
+        status=QuestionStatus.RUNNING, started_at__lt=since
+    )
+    for question in running:
         if not events.is_alive(question):
             finish_with_error(question, WORKER_LOST)
-            touched += 1
-    if events.client().llen("answer") == 0:
-        for question_id in Question.objects.filter(
-            status=QuestionStatus.QUEUED, created_at__lt=now - timedelta(seconds=30)
-        ).values_list("pk", flat=True)[:500]:
-            answer_question.delay(question_id)
-            touched += 1
-    return touched
+            ended += 1
+    return ended
+
+
+def lost_questions(limit: int = 500) -> list[int]:
+    """Questions queued for a while; when the answer queue is empty, their message was
+    lost (Redis restarted) and they need queueing again (``inference.tasks.reconcile``)."""
+    since = timezone.now() - timedelta(seconds=30)
+    waiting = Question.objects.filter(status=QuestionStatus.QUEUED, created_at__lt=since)
+    return list(waiting.values_list("pk", flat=True)[:limit])

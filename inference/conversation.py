@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from appliance.api.serializers import visible_citations
+from appliance.access import visible_citations
 from inference import prompts
 from inference.models import Question, QuestionStatus
 from inference.retrieval import Hit
@@ -46,12 +46,13 @@ class Turn:
     answer: str
 
 
-def _key(source: prompts.Source) -> tuple[int, str]:
+def passage_key(source: prompts.Source) -> tuple[int, str]:
+    """A passage is the same passage when it is the same text of the same document."""
     return (source.hit.document_id, source.text)
 
 
 @dataclass
-class Thread:
+class History:
     """The conversation so far, and the passages it has shown the model, by number."""
 
     turns: list[Turn] = field(default_factory=list)
@@ -72,7 +73,7 @@ class Thread:
         again: list[int] = []
         n = self.next_n
         for source in packed:
-            seen = self.known.get(_key(source))
+            seen = self.known.get(passage_key(source))
             if seen is not None:
                 sources.append(seen)
                 again.append(seen.n)
@@ -84,12 +85,12 @@ class Thread:
         return sources, listed, again
 
 
-def history(question: Question) -> Thread:
+def history(question: Question) -> History:
     """The question's conversation so far: its last answered turns, oldest first, rebuilt
     exactly as the model read them, from what the person may still read."""
-    thread = Thread()
+    so_far = History()
     if question.conversation_id is None:
-        return thread
+        return so_far
     earlier = list(
         Question.objects.filter(
             conversation_id=question.conversation_id,
@@ -101,20 +102,20 @@ def history(question: Question) -> Thread:
     )
     for turn in reversed(earlier):
         packed = [
-            prompts.Source(c.n, _hit_of(c), c.snippet)
+            prompts.Source(c.n, hit_from_citation(c), c.snippet)
             for c in visible_citations(turn, question.user)
             if c.in_prompt
         ]
-        listed = [s for s in packed if _key(s) not in thread.known]
-        again = [s.n for s in packed if _key(s) in thread.known]
+        listed = [s for s in packed if passage_key(s) not in so_far.known]
+        again = [s.n for s in packed if passage_key(s) in so_far.known]
         for source in listed:
-            thread.known[_key(source)] = source
+            so_far.known[passage_key(source)] = source
         message = prompts.user_message(turn.text, listed, again) if packed else turn.text
-        thread.turns.append(Turn(turn.text, message, turn.answer))
-    return thread
+        so_far.turns.append(Turn(turn.text, message, turn.answer))
+    return so_far
 
 
-def _hit_of(citation: Any) -> Hit:
+def hit_from_citation(citation: Any) -> Hit:
     return Hit(
         chunk_id=citation.chunk_id or 0,
         document_id=citation.document_id,

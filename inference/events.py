@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import cache
 from typing import Any, Protocol
 
-import redis
-import redis.asyncio as aioredis
 from django.conf import settings
+
+from appliance import redis_client
 
 FINAL_EVENTS = ("done", "error")
 ALIVE_SECONDS = 20
@@ -45,29 +44,9 @@ def cancel_key(question: Asked) -> str:
     return f"appliance:answer:{_name(question)}:cancel"
 
 
-# redis-py gives up on a socket read after 5 s by default, which a blocking XREAD that waits
-# longer for the next token would trip; reads here may block for up to BLOCK_LIMIT_MS.
-BLOCK_LIMIT_MS = 10_000
-_SOCKET_TIMEOUT = BLOCK_LIMIT_MS / 1000 + 20
-
-
-@cache
-def client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT
-    )
-
-
-def async_client() -> aioredis.Redis:
-    # One per event loop: redis.asyncio connections belong to the loop that made them.
-    return aioredis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT
-    )
-
-
 def publish(question: Asked, event: str, data: dict[str, Any] | None = None) -> str:
     key = stream_key(question)
-    pipe = client().pipeline(transaction=False)
+    pipe = redis_client.client().pipeline(transaction=False)
     pipe.xadd(key, {"event": event, "data": json.dumps(data or {}, ensure_ascii=False)})
     pipe.expire(key, settings.ANSWER_EVENTS_TTL_SECONDS)
     entry_id, _ = pipe.execute()
@@ -80,18 +59,18 @@ def decode(entry: tuple[str, dict[str, str]]) -> tuple[str, str, dict[str, Any]]
 
 
 def read(question: Asked, after: str = "0-0", block_ms: int = 0) -> list[tuple[str, str, dict]]:
-    response = client().xread({stream_key(question): after}, block=block_ms or None)
+    response = redis_client.client().xread({stream_key(question): after}, block=block_ms or None)
     if not response:
         return []
     return [decode(entry) for entry in response[0][1]]
 
 
 def mark_alive(question: Asked) -> None:
-    client().set(alive_key(question), "1", ex=ALIVE_SECONDS)
+    redis_client.client().set(alive_key(question), "1", ex=ALIVE_SECONDS)
 
 
 def is_alive(question: Asked) -> bool:
-    return bool(client().exists(alive_key(question)))
+    return bool(redis_client.client().exists(alive_key(question)))
 
 
 def stop_signal_key(question: Asked) -> str:
@@ -102,7 +81,7 @@ def request_cancel(question: Asked) -> None:
     """Mark the question stopped (for a worker yet to start it) and wake the worker that
     is answering it (see ``wait_for_stop``)."""
     ttl = settings.ANSWER_EVENTS_TTL_SECONDS
-    pipe = client().pipeline(transaction=False)
+    pipe = redis_client.client().pipeline(transaction=False)
     pipe.set(cancel_key(question), "1", ex=ttl)
     pipe.rpush(stop_signal_key(question), "1")
     pipe.expire(stop_signal_key(question), ttl)
@@ -111,8 +90,11 @@ def request_cancel(question: Asked) -> None:
 
 def wait_for_stop(question: Asked, timeout_seconds: float) -> bool:
     """Block until someone asks to stop this answer (True) or the timeout passes."""
-    return client().blpop([stop_signal_key(question)], timeout=timeout_seconds) is not None
+    return (
+        redis_client.client().blpop([stop_signal_key(question)], timeout=timeout_seconds)
+        is not None
+    )
 
 
 def cancel_requested(question: Asked) -> bool:
-    return bool(client().exists(cancel_key(question)))
+    return bool(redis_client.client().exists(cancel_key(question)))

@@ -5,21 +5,17 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from appliance import access
+
 
 class QuestionQuerySet(models.QuerySet):
     def visible_to(self, user: Any) -> QuestionQuerySet:
-        """Questions and their answers are private to the person who asked."""
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(user_id=user.pk)
+        return self.filter(access.owned_filter(user))
 
 
 class ConversationQuerySet(models.QuerySet):
     def visible_to(self, user: Any) -> ConversationQuerySet:
-        """Conversations are private to the person who holds them."""
-        if user is None or not user.is_authenticated:
-            return self.none()
-        return self.filter(user_id=user.pk)
+        return self.filter(access.owned_filter(user))
 
 
 class Conversation(models.Model):
@@ -126,60 +122,3 @@ class Citation(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.n}] {self.title}"
-
-
-# --- lexical statistics for BM25 (maintained by inference.lexical) -----------------------
-# The foreign keys below are declared without Django's constraint: the migration adds real
-# ``ON DELETE CASCADE`` constraints instead, so the raw chunk deletes of ``publish()`` and
-# the deletion of a whole collection clear these rows inside the database itself.
-
-
-class LexicalCollection(models.Model):
-    """Per collection: how many live chunks it holds and their total length in lexemes."""
-
-    collection = models.OneToOneField(
-        "ingest.Collection",
-        primary_key=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-    )
-    chunk_count = models.BigIntegerField(default=0)
-    total_length = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"collection {self.collection_id}: {self.chunk_count} chunks"
-
-
-class LexicalTerm(models.Model):
-    """Per collection and lexeme: in how many live chunks the lexeme occurs."""
-
-    pk = models.CompositePrimaryKey("collection_id", "lexeme")
-    collection = models.ForeignKey(
-        "ingest.Collection",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,  # the primary key starts with it
-        related_name="+",
-    )
-    lexeme = models.TextField()
-    document_frequency = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.lexeme} in collection {self.collection_id}: {self.document_frequency}"
-
-
-class LexicalChunk(models.Model):
-    """Per live chunk: its length in lexeme occurrences (BM25's document length)."""
-
-    chunk = models.OneToOneField(
-        "ingest.Chunk",
-        primary_key=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="+",
-    )
-    length = models.IntegerField()
-
-    def __str__(self) -> str:
-        return f"chunk {self.chunk_id}: {self.length} lexemes"

@@ -68,7 +68,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class Params:
-    """How ``search`` ranks; the defaults come from settings (see README, Configuration)."""
+    """How ``search`` ranks; the defaults come from settings (see docs/configuration.md)."""
 
     depth: int = 40  # candidates taken from each ranking before fusion
     rrf_k: float = 20.0
@@ -155,9 +155,9 @@ _MODEL_STATISTICS = """
     SELECT s.embedding_model AS model, array_agg(s.id ORDER BY s.id) AS ids,
            coalesce(sum(l.chunk_count), 0) AS chunks,
            (SELECT coalesce(sum(a.chunk_count), 0)
-            FROM inference_lexicalcollection a JOIN ingest_collection m ON m.id = a.collection_id
+            FROM ingest_lexicalcollection a JOIN ingest_collection m ON m.id = a.collection_id
             WHERE m.embedding_model = s.embedding_model) AS all_chunks
-    FROM scope s LEFT JOIN inference_lexicalcollection l ON l.collection_id = s.id
+    FROM scope s LEFT JOIN ingest_lexicalcollection l ON l.collection_id = s.id
     GROUP BY s.embedding_model
 """
 

@@ -1,9 +1,14 @@
+"""The answer queue: the Celery task that answers one question, and every way work is put
+on that queue (after a question commits, by the reconciler)."""
+
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
-from inference import answering
+from appliance import redis_client
+from inference import answering, events
+from inference.models import Question
 
 
 @shared_task(
@@ -14,3 +19,22 @@ from inference import answering
 )
 def answer_question(question_id: int) -> str:
     return answering.answer(question_id)
+
+
+def enqueue(question: Question) -> None:
+    """Tell the asker their place in the line, then queue the question. Call after the
+    question's transaction commits, so the worker finds the row."""
+    events.publish(question, "queued", answering.queue_position(question))
+    answer_question.delay(question.pk)
+
+
+def reconcile() -> int:
+    """Questions that lost their worker end with an error; questions that lost their queue
+    message are queued again. Returns how many were touched."""
+    touched = answering.end_orphaned_answers()
+    if redis_client.queue_length("answer") == 0:
+        lost = answering.lost_questions()
+        for question_id in lost:
+            answer_question.delay(question_id)
+        touched += len(lost)
+    return touched

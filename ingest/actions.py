@@ -15,7 +15,7 @@ from django.utils import timezone
 from appliance.accounts.models import Department
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from ingest import storage
+from ingest import search_statistics, storage, tasks
 from ingest.intake import IncomingFile, Refused, Stored, receive
 from ingest.models import Collection, CollectionShare, Document, Status
 
@@ -123,7 +123,7 @@ def _record(
                 by_sha[item.sha256] = by_name[item.name] = document
                 results.append(UploadResult(document, item.name, new_version=bool(previous)))
                 if enqueue:
-                    _enqueue_after_commit(document.pk)
+                    tasks.enqueue_after_commit(document.pk)
     except BaseException:
         for item in stored:  # nothing was recorded: keep no files either
             storage.remove(item.relative)
@@ -219,12 +219,6 @@ def _new_version(actor: Any, document: Document, item: Stored) -> Document:
     return locked
 
 
-def _enqueue_after_commit(document_id: int) -> None:
-    from ingest.tasks import process_document
-
-    transaction.on_commit(lambda: process_document.delay(document_id))
-
-
 def delete_document(actor: Any, document: Document) -> None:
     """Gone at once: the row and every chunk in one statement, the file after commit."""
     with transaction.atomic():
@@ -233,9 +227,8 @@ def delete_document(actor: Any, document: Document) -> None:
             return
         paths = [p for p in (locked.stored_path, locked.previous_stored_path) if p]
         details = {"collection_id": locked.collection_id, "title": locked.title}
-        from inference import lexical  # BM25 statistics forget it before its chunks go
 
-        lexical.forget_document(locked.collection_id, locked.pk)
+        search_statistics.forget_document(locked.collection_id, locked.pk)
         locked.delete()
         audit.record(
             Action.DOCUMENT_DELETE,
@@ -262,7 +255,7 @@ def retry_document(actor: Any, document: Document) -> Document:
         )
         if updated:
             audit.record(Action.UPLOAD, actor=actor, obj=document, details={"retry": True})
-            _enqueue_after_commit(document.pk)
+            tasks.enqueue_after_commit(document.pk)
     document.refresh_from_db()
     return document
 

@@ -17,6 +17,9 @@ from typing import BinaryIO
 
 from django.conf import settings
 
+from ingest.parsing import ParseError
+from ingest.parsing.containers import zip_entry_count
+
 MAX_ENTRIES = 10_000
 MAX_RATIO = 200  # uncompressed / compressed, per entry of more than RATIO_FLOOR bytes
 RATIO_FLOOR = 1 << 20
@@ -51,9 +54,6 @@ class _Bounded:
 
 
 def entries(archive: BinaryIO, archive_name: str) -> Iterator[Entry]:
-    from ingest.parsing import ParseError
-    from ingest.parsing.containers import zip_entry_count
-
     max_file = settings.UPLOAD_MAX_FILE_MB * 1024 * 1024
     max_total = max_file * 5
     unreadable = f"{archive_name} is damaged or not really a zip archive, so it was not unpacked."

@@ -27,6 +27,14 @@ from typing import Any, TextIO
 
 from django.conf import settings
 
+from appliance.accounts import actions as accounts
+from appliance.accounts.models import Department
+from ingest import actions, embedding, pipeline, stages, storage
+from ingest.chunking import chunk_blocks
+from ingest.corpus_report import report
+from ingest.models import Chunk, Document
+from ingest.parsing import ParseError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a file or a folder (read recursively)")
@@ -44,8 +52,6 @@ def run(options: dict[str, Any], out: TextIO) -> None:
     if not root.exists():
         raise SystemExit(f"{root} does not exist.")
     if options.get("formats"):
-        from ingest.corpus_report import report
-
         report(root, out, as_json=bool(options.get("json")))
         return
     result = _benchmark(root, options, out)
@@ -63,11 +69,6 @@ def _files(root: Path) -> list[Path]:
 
 
 def _benchmark(root: Path, options: dict[str, Any], out: TextIO) -> dict[str, Any]:
-    from appliance.accounts import actions as accounts
-    from appliance.accounts.models import Department
-    from ingest import actions, embedding, pipeline, stages
-    from ingest.models import Chunk, Document
-
     files = _files(root)
     department = (
         Department.objects.filter(name=options["department"]).first()
@@ -194,7 +195,6 @@ def _benchmark(root: Path, options: dict[str, Any], out: TextIO) -> dict[str, An
 def _bare(texts: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds of the bare model on ``texts``, 1,024 per call (each call
     sorted by length inside sentence-transformers, as it does for any list)."""
-    from ingest import embedding
 
     wall, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(texts), 1024):
@@ -233,9 +233,6 @@ def _parse_alone(documents: list[Any], out: TextIO) -> tuple[float, int, list[st
     """The parse stage by itself (the sandbox, as the pipeline uses it): seconds and pages
     over the files that parse; and the texts the pipeline will embed for them (the same
     chunker on the same blocks)."""
-    from ingest import embedding, stages, storage
-    from ingest.chunking import chunk_blocks
-    from ingest.parsing import ParseError
 
     parser = stages.sandbox()
     seconds, pages, texts = 0.0, 0, []

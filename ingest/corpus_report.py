@@ -17,12 +17,13 @@ from typing import Any, TextIO
 
 from django.conf import settings
 
+from ingest import archives, embedding, stages
+from ingest.chunking import chunk_blocks
+from ingest.parsing import ParseError, kind_for_name, sniff
+
 
 def _outcome(path: Path, name: str) -> tuple[str, str, int]:
     """("ok" | "refused" | "failed", reason, chunks) for one file."""
-    from ingest import embedding, stages
-    from ingest.chunking import chunk_blocks
-    from ingest.parsing import ParseError, kind_for_name, sniff
 
     try:
         kind = kind_for_name(name)
@@ -51,8 +52,6 @@ def _outcome(path: Path, name: str) -> tuple[str, str, int]:
 
 
 def _zip_outcome(path: Path) -> tuple[str, str, int]:
-    from ingest import archives
-
     good, bad, chunks = 0, [], 0
     with open(path, "rb") as handle, tempfile.TemporaryDirectory() as folder:
         try:

@@ -94,10 +94,10 @@ FINAL_STATUSES = (Status.READY, Status.FAILED, Status.CANCELLED)
 
 class DocumentQuerySet(models.QuerySet):
     def visible_to(self, user: Any) -> DocumentQuerySet:
-        return self.filter(collection__in=Collection.objects.visible_to(user))
+        return self.filter(access.in_readable_collection(user))
 
     def manageable_by(self, user: Any) -> DocumentQuerySet:
-        return self.filter(collection__in=Collection.objects.manageable_by(user))
+        return self.filter(access.in_managed_collection(user))
 
 
 class Document(models.Model):
@@ -172,8 +172,10 @@ class Document(models.Model):
 
 class ChunkQuerySet(models.QuerySet):
     def visible_to(self, user: Any) -> ChunkQuerySet:
+        """Readable chunks that answer: of their document's live version, embedded with
+        their collection's model."""
         return self.filter(
-            collection__in=Collection.objects.visible_to(user),
+            access.in_readable_collection(user),
             version=models.F("document__live_version"),
             embedding_model=models.F("collection__embedding_model"),
         )
@@ -220,3 +222,60 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.ordinal} of document {self.document_id}"
+
+
+# --- BM25 statistics of the search index (kept by ingest.search_statistics) ---------------
+# The foreign keys below are declared without Django's constraint: the migration adds real
+# ``ON DELETE CASCADE`` constraints instead, so the raw chunk deletes of ``publish()`` and
+# the deletion of a whole collection clear these rows inside the database itself.
+
+
+class LexicalCollection(models.Model):
+    """Per collection: how many live chunks it holds and their total length in lexemes."""
+
+    collection = models.OneToOneField(
+        Collection,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    chunk_count = models.BigIntegerField(default=0)
+    total_length = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"collection {self.collection_id}: {self.chunk_count} chunks"
+
+
+class LexicalTerm(models.Model):
+    """Per collection and lexeme: in how many live chunks the lexeme occurs."""
+
+    pk = models.CompositePrimaryKey("collection_id", "lexeme")
+    collection = models.ForeignKey(
+        Collection,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # the primary key starts with it
+        related_name="+",
+    )
+    lexeme = models.TextField()
+    document_frequency = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} in collection {self.collection_id}: {self.document_frequency}"
+
+
+class LexicalChunk(models.Model):
+    """Per live chunk: its length in lexeme occurrences (BM25's document length)."""
+
+    chunk = models.OneToOneField(
+        Chunk,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    length = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"chunk {self.chunk_id}: {self.length} lexemes"

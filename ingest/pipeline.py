@@ -3,19 +3,28 @@ version in one transaction. Safe to run twice and to resume after a killed worke
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from appliance import redis_client
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from ingest import stages, storage
+from ingest import search_statistics, stages, storage
 from ingest.models import Collection, Document, Status
 from ingest.parsing import ParseError
 
@@ -81,8 +90,6 @@ class _LeaseKeeper:
         self.thread = threading.Thread(target=self._run, name="lease", daemon=True)
 
     def _run(self) -> None:
-        from django.db import connections
-
         try:
             while not self.stop.wait(LEASE_SECONDS / 3):
                 Document.objects.filter(pk=self.document_id, status__in=_ACTIVE).update(
@@ -110,7 +117,7 @@ def _process(document: Document, document_id: int) -> str:
                 "No text could be found in this file. If it is a scan or a picture, check "
                 "that it is legible; if it is a form, upload a version with its text."
             )
-        return "ready" if publish(document) else "not published"
+        return publish(document).value
     except ParseError as exc:
         fail(document, str(exc))
         return "failed"
@@ -135,15 +142,25 @@ def _process(document: Document, document_id: int) -> str:
         return "failed"
 
 
-def publish(document: Document, model: str | None = None) -> bool:
+class Published(enum.Enum):
+    """What ``publish()`` did; true only when the version went live."""
+
+    YES = "ready"
+    NO = "not published"  # deleted, or replaced by a newer upload meanwhile
+    READ_AGAIN = "read again"  # read with a model its collection no longer uses: requeued
+
+    def __bool__(self) -> bool:
+        return self is Published.YES
+
+
+def publish(document: Document, model: str | None = None) -> Published:
     """Make the new version the one that answers, and drop every other, atomically.
 
     ``model`` is the embedding model the version's chunks were made with (the collection's
     when the ingestion began). Should the collection have moved to another model meanwhile
     (``reembed_collection`` finished), those chunks would never answer: they are dropped
-    and the document is queued again, to be read with the new model. False when nothing
-    was published."""
-    from inference import lexical  # BM25 statistics move before the old chunks go
+    and the document is set back to queued (``READ_AGAIN``: the caller queues it, see
+    ``ingest.tasks``), to be read with the new model."""
 
     model = model or document.collection.embedding_model
     with transaction.atomic():
@@ -153,16 +170,16 @@ def publish(document: Document, model: str | None = None) -> bool:
             .first()
         )
         if locked is None or locked.status not in _ACTIVE:
-            return False  # deleted, or replaced by a newer upload meanwhile
+            return Published.NO
         # The collection's statistics lock also orders this publish against a model switch.
-        lexical.lock_collection(locked.collection_id)
+        search_statistics.lock_collection(locked.collection_id)
         current = Collection.objects.values_list("embedding_model", flat=True).get(
             pk=locked.collection_id
         )
         if current != model:
-            _queue_again(locked, model)
-            return False
-        lexical.count_live_version(locked.collection_id, locked.pk, locked.version, model)
+            _set_back_to_queued(locked, model)
+            return Published.READ_AGAIN
+        search_statistics.count_live_version(locked.collection_id, locked.pk, locked.version, model)
         with connection.cursor() as cursor:
             cursor.execute(
                 "DELETE FROM ingest_chunk WHERE document_id = %s "
@@ -202,13 +219,11 @@ def publish(document: Document, model: str | None = None) -> bool:
             obj=locked,
             details={"chunks": count, "pages": locked.pages, "version": locked.version},
         )
-    return True
+    return Published.YES
 
 
-def _queue_again(locked: Document, stale_model: str) -> None:
+def _set_back_to_queued(locked: Document, stale_model: str) -> None:
     """The version was read with a model its collection no longer uses: start it over."""
-    from ingest.tasks import process_document
-
     log.info(
         "document %s was read with %s, no longer its collection's model", locked.pk, stale_model
     )
@@ -226,8 +241,6 @@ def _queue_again(locked: Document, stale_model: str) -> None:
         pages_done=0,
         updated_at=timezone.now(),
     )
-    document_id = locked.pk
-    transaction.on_commit(lambda: process_document.delay(document_id))
 
 
 def fail(document: Document, reason: str) -> None:
@@ -256,8 +269,8 @@ def fail(document: Document, reason: str) -> None:
             audit.record(Action.INGEST_FAILED, obj=document, details={"reason": reason[:500]})
 
 
-def reconcile() -> int:
-    """Queue again what lost its worker or its queue message. Returns how many.
+def documents_to_queue_again() -> list[int]:
+    """What lost its worker or its queue message (``ingest.tasks.reconcile`` queues them).
 
     - parsing/embedding with an expired lease: the worker died (SIGKILL, out of memory,
       host restart); another attempt is queued (claim counts attempts and gives up after
@@ -265,30 +278,15 @@ def reconcile() -> int:
     - queued while the ingest queue is empty: the message was lost (e.g. Redis restarted
       without persistence). A duplicate message is harmless: claim lets only one through.
     """
-    from ingest.tasks import process_document
-
     now = timezone.now()
     stale = Document.objects.filter(status__in=[Status.PARSING, Status.EMBEDDING]).filter(
         Q(lease_until__lt=now)
         | Q(lease_until__isnull=True, updated_at__lt=now - timedelta(seconds=LEASE_SECONDS))
     )
     ids = list(stale.values_list("pk", flat=True)[:1000])
-    if _queue_length("ingest") == 0:
+    if redis_client.queue_length("ingest") == 0:
         waiting = Document.objects.filter(
             status=Status.QUEUED, updated_at__lt=now - timedelta(seconds=LEASE_SECONDS / 2)
         )
         ids += list(waiting.order_by("pk").values_list("pk", flat=True)[:1000])
-    for document_id in ids:
-        process_document.delay(document_id)
-    if ids:
-        log.info("reconciler queued %d document(s) again: %s", len(ids), ids[:20])
-    return len(ids)
-
-
-def _queue_length(queue: str) -> int:
-    from inference.events import client
-
-    try:
-        return int(client().llen(queue))
-    except Exception:
-        return -1
+    return ids

@@ -11,7 +11,8 @@ and deletes the old ones: a question sees the old vectors or the new ones, never
 Meanwhile the collection lives on: a document uploaded or replaced while this runs is read
 with the old model and published as usual; the switch finds it without new chunks and the
 loop reads it again. A document still being read by an ingest worker when the switch
-happens is queued again by ``publish()`` (its chunks belong to the old model). The work
+happens is set back to queued by ``publish()`` and read again (its chunks belong to the
+old model). The work
 resumes where it stopped: run the command again after an interruption.
 """
 
@@ -29,7 +30,7 @@ from django.db.models import F
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from ingest import embedding, stages, vectors
+from ingest import embedding, search_statistics, stages, vectors
 from ingest.models import Collection, Document
 from ingest.parsing import ParseError
 
@@ -141,10 +142,9 @@ def switch(actor: Any, collection: Collection, model: str, report: Report | None
     """Point the collection at ``model`` if every live document has its chunks, in one
     transaction with the statistics and the removal of the old vectors. False when some
     document still lacks them (it went live meanwhile) or the target changed."""
-    from inference import lexical
 
     with transaction.atomic():
-        lexical.lock_collection(collection.pk)  # no publish into it runs beside this
+        search_statistics.lock_collection(collection.pk)  # no publish into it runs beside this
         locked = Collection.objects.select_for_update().get(pk=collection.pk)
         if locked.reembedding_to != model or pending(locked).exists():
             return False
@@ -159,7 +159,7 @@ def switch(actor: Any, collection: Collection, model: str, report: Report | None
         locked.reembedding_to = ""
         locked.save(update_fields=["embedding_model", "reembedding_to"])
         Document.objects.filter(collection=locked).update(reembedded_version=0)
-        lexical.rebuild([locked.pk])
+        search_statistics.rebuild([locked.pk])
         documents = Document.objects.filter(collection=locked, live_version__gt=0).count()
         audit.record(
             Action.REEMBED_DONE,

@@ -15,7 +15,8 @@ from django.db import connection, transaction
 
 # Graph settings of every chunk index. pgvector's defaults (m 16, ef_construction 64) found
 # 0.83 of the true top 10 in the large departments of 1M synthetic chunks; this denser graph
-# found 0.963, for a build 1.44 times as long and the same query time (README "Retrieval").
+# found 0.963, for a build 1.44 times as long and the same query time
+# (docs/benchmarks/2026-11-26-retrieval-hnsw-graph.md).
 # Ingest migration 0007 rebuilt the indexes that existed before.
 M = 24
 EF_CONSTRUCTION = 96

@@ -2,7 +2,7 @@
 
 Migrations run as the owner role (APPLIANCE_DB_OWNER_USER); the running appliance connects
 as the application role (APPLIANCE_DB_USER), which may read and write the ordinary tables
-but only SELECT and INSERT on the audit log. See README, "Database roles".
+but only SELECT and INSERT on the audit log. See docs/security.md, "Database roles".
 """
 
 from __future__ import annotations

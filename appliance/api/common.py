@@ -7,7 +7,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+
+from appliance.access import Refused
 
 
 def error(status: int, message: str, **extra: Any) -> JsonResponse:
@@ -20,7 +22,9 @@ def not_found() -> JsonResponse:
 
 
 def api(*methods: str) -> Callable:
-    """Authenticated JSON endpoint (session or bearer token) for the given methods."""
+    """Authenticated JSON endpoint (session or bearer token) for the given methods. The
+    access policy's refusals become JSON: ``Http404`` the one "Not found." body for missing
+    and forbidden alike, ``Refused`` a 403 with its sentence."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -35,7 +39,12 @@ def api(*methods: str) -> Callable:
                 )
                 response["WWW-Authenticate"] = 'Bearer realm="appliance"'
                 return response
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except Http404:
+                return not_found()
+            except Refused as exc:
+                return error(403, str(exc))
 
         return wrapper
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.access import visible_citations
 from inference.models import Question
 from ingest.models import Collection, Document
 
@@ -36,13 +37,6 @@ def document_json(document: Document) -> dict[str, Any]:
 
 
 SNIPPET_CHARS = 400
-
-
-def visible_citations(question: Question, user: Any) -> list[Any]:
-    """Citations whose documents the person may read now (access can change after asking)."""
-    return list(
-        question.citations.filter(document__in=Document.objects.visible_to(user)).order_by("n")
-    )
 
 
 def question_json(question: Question, user: Any) -> dict[str, Any]:

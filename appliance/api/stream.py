@@ -17,6 +17,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from appliance import redis_client
 from appliance.api.common import error, not_found
 from appliance.api.serializers import visible_citations
 from inference import answering, events
@@ -93,7 +94,7 @@ async def question_events(request: HttpRequest, question_id: int) -> HttpRespons
         last_id = "0-0"
 
     async def stream() -> AsyncIterator[str]:
-        redis = events.async_client()
+        redis = redis_client.async_client()
         key = events.stream_key(question)
         after = last_id
         try:

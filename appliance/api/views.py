@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from appliance import access
 from appliance.api.common import api, error, json_body, not_found
 from appliance.api.serializers import collection_json, document_json, question_json
 from appliance.audit import actions as audit
 from appliance.audit import delivery
 from appliance.audit import export as audit_export
 from appliance.audit.models import Action
-from appliance.audit.permissions import is_auditor
 from inference import actions as inference_actions
-from inference.models import Question
 from ingest import actions as ingest_actions
 from ingest.intake import UploadRejected, incoming_files
 from ingest.models import Collection, Document
@@ -27,23 +26,14 @@ def collections(request: HttpRequest) -> HttpResponse:
 
 @api("GET", "POST")
 def collection_documents(request: HttpRequest, collection_id: int) -> HttpResponse:
-    collection = Collection.objects.visible_to(request.user).filter(pk=collection_id).first()
-    if collection is None:
-        return not_found()
     if request.method == "GET":
+        collection = access.get_collection_for_user(request.user, collection_id)
         documents = Document.objects.filter(collection=collection).order_by("-created_at")
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()]
         if ids:  # the upload page polls only the rows it shows that are still being read
             documents = documents.filter(pk__in=ids[:500])
         return JsonResponse({"documents": [document_json(d) for d in documents]})
-    if not Collection.objects.manageable_by(request.user).filter(pk=collection.pk).exists():
-        audit.record_alone(
-            Action.ACCESS_DENIED,
-            actor=request.user,
-            obj=collection,
-            details={"attempt": "upload"},
-        )
-        return error(403, "Only curators of this collection's department may upload to it.")
+    collection = access.get_collection_to_manage(request.user, collection_id, "upload")
     try:
         files = incoming_files(request)
     except UploadRejected as exc:
@@ -73,18 +63,11 @@ def collection_documents(request: HttpRequest, collection_id: int) -> HttpRespon
 
 @api("GET", "DELETE")
 def document(request: HttpRequest, document_id: int) -> HttpResponse:
-    found = Document.objects.visible_to(request.user).filter(pk=document_id).first()
-    if found is None:
-        return not_found()
     if request.method == "DELETE":
-        if not Document.objects.manageable_by(request.user).filter(pk=found.pk).exists():
-            audit.record_alone(
-                Action.ACCESS_DENIED, actor=request.user, obj=found, details={"attempt": "delete"}
-            )
-            return error(403, "Only curators of this document's department may delete it.")
+        found = access.get_document_to_manage(request.user, document_id, "delete")
         ingest_actions.delete_document(request.user, found)
         return HttpResponse(status=204)
-    return JsonResponse(document_json(found))
+    return JsonResponse(document_json(access.get_document_for_user(request.user, document_id)))
 
 
 @api("POST")
@@ -115,24 +98,20 @@ def questions(request: HttpRequest) -> HttpResponse:
 
 @api("GET")
 def question(request: HttpRequest, question_id: int) -> HttpResponse:
-    found = Question.objects.visible_to(request.user).filter(pk=question_id).first()
-    if found is None:
-        return not_found()
+    found = access.get_question_for_user(request.user, question_id)
     return JsonResponse(question_json(found, request.user))
 
 
 @api("POST")
 def question_cancel(request: HttpRequest, question_id: int) -> HttpResponse:
-    found = Question.objects.visible_to(request.user).filter(pk=question_id).first()
-    if found is None:
-        return not_found()
+    found = access.get_question_for_user(request.user, question_id)
     inference_actions.cancel(request.user, found)
     return JsonResponse({"id": found.pk, "status": "stopping"}, status=202)
 
 
 @api("GET")
 def audit_events(request: HttpRequest) -> HttpResponse:
-    if not is_auditor(request.user):
+    if not access.is_auditor(request.user):
         audit.record_alone(
             Action.ACCESS_DENIED, actor=request.user, details={"attempt": "audit export"}
         )

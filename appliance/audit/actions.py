@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from appliance.accounts.models import Membership
 from appliance.audit import chain
 from appliance.audit.context import current
 from appliance.audit.models import AuditAnchor, AuditEvent
@@ -36,7 +37,6 @@ _NEXT_ID_AND_LAST_HASH = (
 def _departments_of(user: Any) -> list[str]:
     if user is None or not getattr(user, "pk", None):
         return []
-    from appliance.accounts.models import Membership
 
     return sorted(
         {

@@ -24,6 +24,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from appliance.accounts.models import User
 from appliance.audit import actions as audit
 from appliance.audit import chain, integrity
 from appliance.audit.models import Action, AuditAnchor, AuditEvent
@@ -126,8 +127,7 @@ def erase_person(username: str, *, actor_name: str, keep_account: bool = False) 
     (their membership, account or token changed) get the pseudonym as subject; their
     salt goes too, so the other identity values of such a row can no longer be checked
     against its digest, while the row's hash still verifies. Free text inside event
-    details (a question someone typed) is hashed content and stays; see the README."""
-    from appliance.accounts.models import User
+    details (a question someone typed) is hashed content and stays; see docs/security.md."""
 
     pseudonym = "erased-" + secrets.token_hex(6)
     user = User.objects.filter(username=username).first()

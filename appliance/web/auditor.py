@@ -15,10 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from appliance.access import is_auditor
 from appliance.audit import delivery, signing
 from appliance.audit import export as audit_export
 from appliance.audit.models import Action
-from appliance.audit.permissions import is_auditor
 from appliance.web.guards import only_for
 
 auditors_only = only_for(is_auditor, "audit page")

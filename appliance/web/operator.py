@@ -18,21 +18,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from appliance import access
 from appliance.access import get_or_404
 from appliance.accounts import actions as accounts
 from appliance.accounts.models import Department, Membership, Role, User
 from appliance.web.guards import only_for
 
-
-def is_operator(user: Any) -> bool:
-    return bool(
-        user.is_authenticated
-        and user.is_active
-        and user.memberships.filter(role=Role.OPERATOR).exists()
-    )
-
-
-operators_only = only_for(is_operator, "operator page")
+operators_only = only_for(access.is_operator, "operator page")
 
 
 def _memberships() -> Prefetch:

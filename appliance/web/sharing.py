@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from appliance.access import get_or_404
+from appliance import access
 from appliance.accounts.models import Department
 from ingest import actions as ingest_actions
 from ingest.models import Collection, CollectionShare
@@ -42,9 +42,7 @@ def panel_context(collection: Collection) -> dict[str, Any]:
 @login_required
 @require_POST
 def change_sharing(request: HttpRequest, collection_id: int) -> HttpResponse:
-    # Only curators of the owning department; for anyone else the collection "does not
-    # exist", exactly as for a wrong id.
-    found = get_or_404(Collection.objects.manageable_by(request.user), pk=collection_id)
+    found = access.get_collection_to_manage(request.user, collection_id, "change sharing")
     target = request.POST.get("department", "")
     share = request.POST.get("action") == "share"
     if target == EVERYONE:

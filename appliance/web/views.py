@@ -12,9 +12,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from appliance.access import get_or_404
-from appliance.accounts.models import READER_ROLES, Role
-from appliance.api.serializers import visible_citations
+from appliance import access
 from inference import actions as inference_actions
 from inference.models import Conversation, Question
 from ingest import actions as ingest_actions
@@ -26,13 +24,12 @@ from ingest.models import Chunk, Collection, Document
 @login_required
 @require_http_methods(["GET", "POST"])
 def ask(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET" and not _reads_documents(request.user):
+    if request.method == "GET" and not access.reads_documents(request.user):
         # Auditors and operators read no documents by virtue of their roles: their home is
         # their own page rather than an empty question box.
-        roles = set(request.user.memberships.values_list("role", flat=True))
-        if Role.OPERATOR in roles:
+        if access.is_operator(request.user):
             return redirect("operator")
-        if Role.AUDITOR in roles:
+        if access.is_auditor(request.user):
             return redirect("audit")
     collections = Collection.objects.visible_to(request.user).select_related("department")
     if request.method == "POST":
@@ -55,14 +52,10 @@ def ask(request: HttpRequest) -> HttpResponse:
     return render(request, "ask.html", {"collections": collections, "recent": recent})
 
 
-def _reads_documents(user: Any) -> bool:
-    return user.memberships.filter(role__in=READER_ROLES).exists()
-
-
 @login_required
 def question(request: HttpRequest, question_id: int) -> HttpResponse:
-    found = get_or_404(Question.objects.visible_to(request.user), pk=question_id)
-    thread = (
+    found = access.get_question_for_user(request.user, question_id)
+    turns_so_far = (
         Question.objects.visible_to(request.user)
         .filter(conversation_id=found.conversation_id, created_at__lte=found.created_at)
         .order_by("created_at", "id")
@@ -70,8 +63,8 @@ def question(request: HttpRequest, question_id: int) -> HttpResponse:
         else Question.objects.filter(pk=found.pk)
     )
     turns = []
-    for turn in thread:
-        citations = visible_citations(turn, request.user)
+    for turn in turns_so_far:
+        citations = access.visible_citations(turn, request.user)
         turns.append((turn, [c for c in citations if c.cited] or citations))
     return render(
         request, "question.html", {"question": found, "turns": turns, "live": not found.is_final}
@@ -87,9 +80,7 @@ def collections(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def collection(request: HttpRequest, collection_id: int) -> HttpResponse:
-    found = get_or_404(
-        Collection.objects.visible_to(request.user).select_related("department"), pk=collection_id
-    )
+    found = access.get_collection_for_user(request.user, collection_id)
     can_manage = Collection.objects.manageable_by(request.user).filter(pk=found.pk).exists()
     documents = Document.objects.filter(collection=found).order_by("-created_at")
     page = Paginator(documents, 100).get_page(request.GET.get("page"))
@@ -103,7 +94,7 @@ def collection(request: HttpRequest, collection_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
-    found = get_or_404(Collection.objects.manageable_by(request.user), pk=collection_id)
+    found = access.get_collection_to_manage(request.user, collection_id, "upload")
     try:
         files = incoming_files(request)
     except UploadRejected as exc:
@@ -133,10 +124,15 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
     return redirect("collection", collection_id=found.pk)
 
 
+DOCUMENT_ACTIONS = ("delete", "retry", "cancel")
+
+
 @login_required
 @require_POST
 def document_action(request: HttpRequest, document_id: int, action: str) -> HttpResponse:
-    found = get_or_404(Document.objects.manageable_by(request.user), pk=document_id)
+    if action not in DOCUMENT_ACTIONS:
+        raise Http404
+    found = access.get_document_to_manage(request.user, document_id, action)
     collection_id = found.collection_id
     if action == "delete":
         ingest_actions.delete_document(request.user, found)
@@ -144,17 +140,15 @@ def document_action(request: HttpRequest, document_id: int, action: str) -> Http
     elif action == "retry":
         ingest_actions.retry_document(request.user, found)
         messages.success(request, f"“{found.title}” is queued again.")
-    elif action == "cancel":
-        ingest_actions.cancel_document(request.user, found)
     else:
-        raise Http404
+        ingest_actions.cancel_document(request.user, found)
     return redirect("collection", collection_id=collection_id)
 
 
 @login_required
 def passage(request: HttpRequest, document_id: int) -> HttpResponse:
     """The cited passage, with the text around it, at its page."""
-    found = get_or_404(Document.objects.visible_to(request.user), pk=document_id)
+    found = access.get_document_for_user(request.user, document_id)
     chunks = Chunk.objects.visible_to(request.user).filter(document=found)
     focus_id = request.GET.get("chunk")
     page = request.GET.get("page")
@@ -177,7 +171,7 @@ def passage(request: HttpRequest, document_id: int) -> HttpResponse:
 
 @login_required
 def document_file(request: HttpRequest, document_id: int) -> HttpResponse:
-    found = get_or_404(Document.objects.visible_to(request.user), pk=document_id)
+    found = access.get_document_for_user(request.user, document_id)
     try:
         handle = open(storage.absolute(found.stored_path), "rb")  # noqa: SIM115 - FileResponse closes it
     except (OSError, ValueError):

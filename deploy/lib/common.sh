@@ -129,7 +129,7 @@ quoted_list() {
 ensure_postgres_memory() {
   # PostgreSQL's default keeps 128 MB of pages in its own memory: a fraction of the vector
   # index at 100,000 chunks, so every question's graph walk copied most of its pages in
-  # from the operating system again (README, Retrieval). And after a restart those buffers
+  # from the operating system again (docs/retrieval.md). And after a restart those buffers
   # start empty, so pg_prewarm's autoprewarm (PostgreSQL's own contrib module) is preloaded:
   # it notes which pages the buffers hold and reads them back in after a start. Changing
   # either needs a restart, done only when a value differs; a server that will not start
@@ -176,7 +176,7 @@ ensure_redis() {
 . "$ROOT/deploy/lib/pgvector.sh"
 
 ensure_database() {
-  # Two roles (see README, "Database roles"): appliance_owner owns the schema and runs
+  # Two roles (see docs/security.md, "Database roles"): appliance_owner owns the schema and runs
   # migrations; appliance_app is what the running appliance uses and may only INSERT and
   # SELECT on the audit table. The extensions live in template1 too, so test databases
   # created by pytest-django have it without superuser rights.
@@ -301,14 +301,14 @@ PY
 
 ensure_env_file() {
   # Settings of this installation, read by appliance/settings.py. Written once; an operator
-  # edits it afterwards (the README lists every setting).
+  # edits it afterwards (docs/configuration.md lists every setting).
   mkdir -p "$DATA_DIR"
   if [ ! -f "$ENV_FILE" ]; then
     log "writing settings to $ENV_FILE"
     (
       umask 077
       cat > "$ENV_FILE" <<ENV
-# Settings of this appliance. See README.md, "Configuration", for every setting.
+# Settings of this appliance. See docs/configuration.md for every setting.
 APPLIANCE_SECRET_KEY=$(random_secret)
 APPLIANCE_DATA_DIR=$DATA_DIR
 APPLIANCE_DB_PASSWORD=$(random_secret)
@@ -318,7 +318,7 @@ ENV
     )
   fi
   # Installations from before the audit signing key get one, once; it signs every audit
-  # export from now on, so it is never replaced (README, "Audit trail").
+  # export from now on, so it is never replaced (docs/security.md, "The audit trail").
   if ! grep -q '^APPLIANCE_AUDIT_SIGNING_KEY=' "$ENV_FILE"; then
     log "adding an audit signing key to $ENV_FILE"
     printf 'APPLIANCE_AUDIT_SIGNING_KEY=%s\n' "$(random_secret)" >> "$ENV_FILE"

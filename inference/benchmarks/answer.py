@@ -28,6 +28,16 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from appliance.accounts import actions as accounts
+from appliance.accounts.models import Role
+from inference import answering, conversation, prompts
+from inference.llm.backend import local_model
+from inference.llm.base import GenerationStats
+from inference.models import Question
+from ingest import actions as ingest
+from ingest import storage
+from ingest.models import FINAL_STATUSES, Document
+
 QUESTIONS = [
     "How many bottles of water were delivered?",
     "How many trucks were used for the delivery, and for how long?",
@@ -104,11 +114,6 @@ def _ask(client: httpx.Client, text: str, conversation_id: int | None = None) ->
 
 
 def _setup(documents: Path, out: Any) -> tuple[Any, Any, str]:
-    from appliance.accounts import actions as accounts
-    from appliance.accounts.models import Role
-    from ingest import actions as ingest
-    from ingest.models import FINAL_STATUSES, Document
-
     tag = uuid.uuid4().hex[:8]
     department, _ = accounts.create_department(None, f"benchmark-{tag}")
     user, _ = accounts.create_or_update_user(None, f"benchmark-{tag}", uuid.uuid4().hex)
@@ -132,9 +137,6 @@ def _setup(documents: Path, out: Any) -> tuple[Any, Any, str]:
 
 
 def _cleanup(user: Any, collection: Any) -> None:
-    from ingest import storage
-    from ingest.models import Document
-
     department = collection.department
     for document in Document.objects.filter(collection=collection):
         storage.remove(document.stored_path)
@@ -145,30 +147,19 @@ def _cleanup(user: Any, collection: Any) -> None:
 
 def _rebuild_prompt(model: Any, question_id: int) -> tuple[str, int]:
     """The exact prompt the worker gave the model, and how many tokens it wrote."""
-    from inference import conversation, prompts
-    from inference.models import Question
-
     question = Question.objects.select_related("user").get(pk=question_id)
-    thread = conversation.history(question)
+    history = conversation.history(question)
     citations = [c for c in question.citations.order_by("n") if c.in_prompt]
-    listed = [
-        s
-        for s in (prompts.Source(c.n, conversation._hit_of(c), c.snippet) for c in citations)
-        if conversation._key(s) not in thread.known
+    passages = [
+        prompts.Source(c.n, conversation.hit_from_citation(c), c.snippet) for c in citations
     ]
-    again = [c.n for c in citations if (c.document_id, c.snippet) in thread.known]
-    prompt = model.format.render(
-        prompts.SYSTEM,
-        prompts.INSTRUCTIONS,
-        prompts.user_message(question.text, listed, again),
-        [(turn.user_message, turn.answer) for turn in thread.turns],
-    )
+    listed = [s for s in passages if conversation.passage_key(s) not in history.known]
+    again = [s.n for s in passages if conversation.passage_key(s) in history.known]
+    prompt = answering.compose_prompt(model, history, question.text, listed, again)
     return prompt, question.completion_tokens
 
 
 def _bare(model: Any, prompt: str, max_tokens: int) -> dict[str, float]:
-    from inference.llm.backend import GenerationStats
-
     stats = GenerationStats()
     started = time.perf_counter()
     first = None
@@ -192,9 +183,6 @@ def _bare(model: Any, prompt: str, max_tokens: int) -> dict[str, float]:
 
 
 def run(options: dict[str, Any], out: Any) -> None:
-    from inference.llm.backend import local_model
-    from inference.models import Question
-
     # The bare model is loaded first (outside every timing, and before any scratch data
     # exists, so a model that fails to load leaves nothing behind). It reads each prompt
     # right after the worker answered it: both go through the same sequence of prompts

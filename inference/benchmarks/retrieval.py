@@ -9,19 +9,14 @@ departments and collections they create are scaffolding, not acts of anyone.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from inference.benchmarks import retrieval_beir, retrieval_synthetic
 from inference.retrieval import Params
-
-MODES: tuple[Any, ...] = ("dense", "fulltext", "hybrid")
-SCRATCH_PREFIX = "benchmark-retrieval-"
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -81,42 +76,6 @@ def params_from(options: dict[str, Any]) -> Params:
     return replace(params, bm25=bm25, **changes)
 
 
-def describe(params: Params) -> dict[str, Any]:
-    return asdict(params)
-
-
-@contextmanager
-def scratch_reader(name: str, *, language: str) -> Iterator[tuple[Any, Any]]:
-    """A department, a collection and an employee who reads only that collection; all
-    removed afterwards (and any left behind by an interrupted earlier run)."""
-    from appliance.accounts.models import Department, Membership, Role, User
-    from ingest.models import Collection
-
-    remove_scratch()
-    tag = f"{SCRATCH_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-    department = Department.objects.create(name=tag)
-    collection = Collection.objects.create(name=tag, department=department, language=language)
-    user = User.objects.create(username=tag, is_active=True)
-    user.set_unusable_password()
-    user.save(update_fields=["password"])
-    Membership.objects.create(user=user, department=department, role=Role.EMPLOYEE)
-    try:
-        yield user, collection
-    finally:
-        remove_scratch()
-
-
-def remove_scratch() -> None:
-    from appliance.accounts.models import Department, User
-    from ingest.models import Collection, Document
-
-    collections = Collection.objects.filter(department__name__startswith=SCRATCH_PREFIX)
-    Document.objects.filter(collection__in=collections).delete()
-    collections.delete()
-    User.objects.filter(username__startswith=SCRATCH_PREFIX).delete()
-    Department.objects.filter(name__startswith=SCRATCH_PREFIX).delete()
-
-
 class _Lines:
     """Writes whole lines to the command's output."""
 
@@ -132,15 +91,11 @@ def run(options: dict[str, Any], out: Any) -> None:
     params = params_from(options)
     lines = _Lines(out)
     if options.get("beir"):
-        from inference.benchmarks import retrieval_beir
-
         folder = options["beir"].resolve()
         if not (folder / "corpus.jsonl").exists():
             raise CommandError(f"{folder} holds no BEIR corpus.jsonl")
         result = retrieval_beir.run(folder, params, lines, sweep=options["sweep"])
     else:
-        from inference.benchmarks import retrieval_synthetic
-
         if options["synthetic"] < 1000:
             raise CommandError("--synthetic needs at least 1000 chunks")
         result = retrieval_synthetic.run(

@@ -26,9 +26,9 @@ import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from inference import lexical
-from inference.benchmarks.retrieval import MODES, describe, scratch_reader
+from inference.benchmarks.scratch import MODES, describe, scratch_reader
 from inference.retrieval import Mode, Params, search
+from ingest import embedding, search_statistics
 from ingest.chunking import ChunkDraft
 from ingest.models import Collection, Document, Status
 from ingest.stages import insert as insert_chunks
@@ -82,7 +82,6 @@ def cached_embeddings(
 ) -> tuple[np.ndarray, Path, bool]:
     """The corpus vectors, from the cache when the same model already embedded the same
     corpus file; returns (vectors, cache path, whether it was a hit)."""
-    from ingest import embedding
 
     model_dir = embedding.path_of(settings.EMBEDDING_MODEL)
     key = _hash_files(p for p in model_dir.rglob("*") if p.is_file())
@@ -148,7 +147,7 @@ def _load_into(collection: Collection, data: BeirSet, vectors: np.ndarray) -> di
         for document, draft, vector in zip(documents, drafts, vectors, strict=True):
             document.collection = collection
             insert_chunks(document, [(0, draft)], vector[None, :])
-        lexical.rebuild([collection.pk])
+        search_statistics.rebuild([collection.pk])
     return {d.pk: doc_id for d, doc_id in zip(documents, data.doc_ids, strict=True)}
 
 
@@ -158,7 +157,7 @@ def _settle() -> str:
     suffer without it."""
     try:
         with connection.cursor() as cursor:
-            cursor.execute("VACUUM (ANALYZE) ingest_chunk, inference_lexicalchunk")
+            cursor.execute("VACUUM (ANALYZE) ingest_chunk, ingest_lexicalchunk")
     except DatabaseError:
         return "could not VACUUM ANALYZE (not the tables' owner): timings may be pessimistic"
     return "vacuumed and analysed the chunk tables, as autovacuum would after a bulk load"
@@ -195,8 +194,6 @@ def evaluate(
 
 
 def run(folder: Path, params: Params, out: Any, sweep: bool = False) -> dict[str, Any]:
-    from ingest import embedding
-
     data = load(folder)
     texts = [d.embedding_text() for d in chunk_drafts(data)]
     out.write(f"SciFact: {len(data.doc_ids)} abstracts, {len(data.queries)} test queries")

@@ -32,10 +32,11 @@ import numpy as np
 from django.core.management.base import CommandError
 from django.db import connection
 
-from inference import lexical
-from inference.benchmarks.retrieval import describe
+from appliance.accounts.models import Department, Membership, Role, User
+from inference.benchmarks.scratch import describe
 from inference.retrieval import Params, search
-from ingest import vectors
+from ingest import search_statistics, vectors
+from ingest.models import Collection, Document, Status
 
 DEPARTMENTS = 10
 SMALL_SHARE = 0.01
@@ -60,7 +61,7 @@ class Corpus:
 
 
 # Of the "documents" structure, fitted to all-MiniLM-L6-v2 vectors of real text at about
-# 5,000 chunks (see ``neighbourhood`` and README "Retrieval"): the share of a direction
+# 5,000 chunks (see ``neighbourhood`` and docs/retrieval.md): the share of a direction
 # common to all text, the spread of topics around their field, of documents around their
 # topic and of chunks around their document (in the topic's own subspace of RANK
 # dimensions), and a little noise in every direction.
@@ -217,9 +218,6 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
     """People, collections, documents and chunks; returns the users by department."""
     from pgvector.psycopg import register_vector
 
-    from appliance.accounts.models import Department, Membership, Role, User
-    from ingest.models import Collection, Document, Status
-
     users, collections = [], []
     for d in range(DEPARTMENTS):
         department = Department.objects.create(name=f"department {d}")
@@ -306,7 +304,7 @@ def _load(corpus: Corpus, out: Any) -> dict[str, Any]:
         out.write(f"  built the HNSW index in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         cursor.execute(gin_definition)
-        lexical.rebuild([int(c) for c in collection_ids])
+        search_statistics.rebuild([int(c) for c in collection_ids])
         cursor.execute("VACUUM ANALYZE")
         out.write(
             f"  built the GIN index and BM25 statistics in {time.perf_counter() - started:.1f} s"

@@ -33,16 +33,6 @@ from inference.llm.formats import HarmonyFormat, TemplateFormat
 from inference.llm.harmony_tokens import MARKERS, REQUIRED_MARKERS
 from inference.llm.remote import RemoteModel
 
-# GenerationStats and ModelUnavailable live in base; they stay importable from here for
-# callers that take everything model-related from the backend (inference.answering).
-__all__ = [
-    "GenerationStats",
-    "LocalModel",
-    "ModelUnavailable",
-    "get_model",
-    "local_model",
-]
-
 log = logging.getLogger(__name__)
 
 

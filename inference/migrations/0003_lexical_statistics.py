@@ -3,12 +3,45 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# The statistics as this migration's tables held them, copied from the code of the time
+# (the upkeep has since moved to ingest.search_statistics and these tables to ingest;
+# migrations import no application code, which changes under them).
+_BACKFILL = [
+    """
+    INSERT INTO inference_lexicalcollection (collection_id, chunk_count, total_length)
+    SELECT id, 0, 0 FROM ingest_collection
+    """,
+    """
+    INSERT INTO inference_lexicalchunk (chunk_id, length)
+    SELECT c.id, (SELECT coalesce(sum(greatest(cardinality(t.positions), 1)), 0)
+                  FROM unnest(c.search_vector) t)
+    FROM ingest_chunk c
+    JOIN ingest_document d ON d.id = c.document_id AND d.live_version = c.version
+    """,
+    """
+    UPDATE inference_lexicalcollection l
+    SET chunk_count = s.chunks, total_length = s.length
+    FROM (SELECT c.collection_id, count(*) AS chunks, sum(x.length) AS length
+          FROM inference_lexicalchunk x JOIN ingest_chunk c ON c.id = x.chunk_id
+          GROUP BY c.collection_id) s
+    WHERE l.collection_id = s.collection_id
+    """,
+    """
+    INSERT INTO inference_lexicalterm (collection_id, lexeme, document_frequency)
+    SELECT c.collection_id, t.lexeme, count(*)
+    FROM inference_lexicalchunk x
+    JOIN ingest_chunk c ON c.id = x.chunk_id
+    CROSS JOIN LATERAL unnest(c.search_vector) t
+    GROUP BY c.collection_id, t.lexeme
+    """,
+]
+
 
 def backfill(apps, schema_editor):
     """Statistics for the chunks that were live before this migration."""
-    from inference import lexical
-
-    lexical.rebuild(connection=schema_editor.connection)
+    with schema_editor.connection.cursor() as cursor:
+        for statement in _BACKFILL:
+            cursor.execute(statement)
 
 
 class Migration(migrations.Migration):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,57 +77,3 @@ def kind_for_name(name: str) -> str:
 
 
 ProgressCallback = Callable[[int, int | None], None]
-
-
-def parse(
-    path: Path,
-    kind: str,
-    progress: ProgressCallback | None = None,
-    language: str = "english",
-    *,
-    depth: int = 0,
-) -> Iterator[Block]:
-    """Blocks of ``path`` in reading order. ``progress(pages_done, pages_total)`` is called
-    as pages are read, where the format knows its pages. ``language`` (a collection
-    language) picks the OCR language.
-
-    The file is checked first (content against its extension, containers for bombs and
-    encryption): those failures raise at once, before any parser sees the file. In the
-    appliance this runs inside the parse sandbox (``sandbox.py``), under time and memory
-    limits."""
-    from ingest.parsing import containers, sniff
-
-    sniff.check_file(path, kind)
-    containers.check(path, kind)
-    if kind == "pdf":
-        from ingest.parsing.pdf import parse_pdf
-
-        return parse_pdf(path, progress, language)
-    if kind == "image":
-        from ingest.parsing.ocr import parse_image
-
-        return parse_image(path, language, progress)
-    if kind in ("eml", "msg"):
-        from ingest.parsing.mail import parse_mail
-
-        def attachment(inner: Path, inner_kind: str) -> Iterator[Block]:
-            return parse(inner, inner_kind, None, language, depth=depth + 1)
-
-        return parse_mail(path, kind, attachment if depth == 0 else None, progress)
-    if kind == "json":
-        from ingest.parsing.structured import parse_json
-
-        return parse_json(path, progress)
-    if kind in ("csv", "tsv"):
-        from ingest.parsing.structured import parse_delimited
-
-        return parse_delimited(path, kind, progress)
-    if kind in ("doc", "ppt"):
-        from ingest.parsing.office import parse_legacy
-
-        return parse_legacy(path, kind, progress)
-    if kind == "zip":
-        raise ParseError("Zip archives are unpacked at upload; this one was not.")
-    from ingest.parsing.unstructured_files import parse_with_unstructured
-
-    return parse_with_unstructured(path, kind, progress)

@@ -51,7 +51,10 @@ def _send(out: TextIO, message: dict[str, Any]) -> None:
 
 
 def _handle(request: dict[str, Any], out: TextIO) -> None:
-    from ingest.parsing.base import ParseError, parse
+    # The parsers load after main() has capped this process's memory and redirected
+    # stdout, so nothing they import at load time escapes the sandbox's limits.
+    from ingest.parsing.base import ParseError
+    from ingest.parsing.dispatch import parse
 
     def progress(done: int, total: int | None) -> None:
         _send(out, {"t": "p", "done": done, "total": total})
@@ -146,7 +149,7 @@ def main() -> None:
                 _handle(json.loads(line), out)
             except BrokenPipeError:  # the worker went away mid-file: nobody to tell
                 os._exit(0)
-    from ingest.parsing import office
+    from ingest.parsing import office  # loaded by the first request, if not before
 
     office.cleanup()
 

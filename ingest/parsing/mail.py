@@ -18,8 +18,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from ingest.parsing.base import Block, ParseError, ProgressCallback, UnsupportedFile
+from ingest.parsing.base import Block, ParseError, ProgressCallback, UnsupportedFile, kind_for_name
+from ingest.parsing.offline import configure_unstructured
 from ingest.parsing.text import clean
+from ingest.parsing.unstructured_files import human_reason
+from ingest.storage import safe_display_name
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,6 @@ def parse_mail(
     parse_attachment: AttachmentParser | None,
     progress: ProgressCallback | None = None,
 ) -> Iterator[Block]:
-    from ingest.parsing.offline import configure_unstructured
-
     configure_unstructured()
     message: EmailMessage | None = None
     if kind == "eml":
@@ -61,8 +62,6 @@ def parse_mail(
     except (ParseError, MemoryError):
         raise
     except Exception as exc:
-        from ingest.parsing.unstructured_files import human_reason
-
         raise ParseError(human_reason(kind, exc)) from exc
     yield from _body_blocks(elements, message)
     if parse_attachment is not None:
@@ -131,9 +130,6 @@ def _plain_parts(message: EmailMessage) -> Iterator[str]:
 def _attachment_blocks(
     attachments: list[tuple[str, bytes]], parse_attachment: AttachmentParser
 ) -> Iterator[Block]:
-    from ingest.parsing.base import kind_for_name
-    from ingest.storage import safe_display_name
-
     for name, payload in attachments[:MAX_ATTACHMENTS]:
         display = safe_display_name(name or "attachment")
         try:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.parsing.base import Block, ParseError, ProgressCallback
+from ingest.parsing.unstructured_files import parse_with_unstructured
 
 CONVERT_TIMEOUT_SECONDS = 300
 TARGET = {"doc": "docx", "ppt": "pptx"}
@@ -87,8 +88,6 @@ def convert(path: Path, kind: str, workdir: Path) -> Path:
 def parse_legacy(
     path: Path, kind: str, progress: ProgressCallback | None = None
 ) -> Iterator[Block]:
-    from ingest.parsing.unstructured_files import parse_with_unstructured
-
     with tempfile.TemporaryDirectory(prefix="appliance-convert-") as workdir:
         converted = convert(path, kind, Path(workdir))
         # The converted file is LibreOffice's own output, read here before the folder goes.

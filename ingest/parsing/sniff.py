@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingest.parsing.base import ParseError
+from ingest.parsing.containers import zip_format
 
 HEAD_BYTES = 8192
 
@@ -168,7 +169,6 @@ def check_file(path: Path, kind: str, name: str = "") -> None:
             raise
         # A zip container under another name ("report.doc" saved by a newer Word): say
         # which format it holds, so the curator knows the one right extension.
-        from ingest.parsing.containers import zip_format
 
         found = zip_format(path)
         if found is None:
