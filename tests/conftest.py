@@ -2,8 +2,9 @@
 
 The same cast in every permission test (see STYLE.md): ``alice`` is an employee of HR,
 ``carol`` curates HR, ``bob`` is an employee of Finance, ``oscar`` belongs nowhere,
-``dave`` audits and ``erin`` operates. Tests marked ``services`` run against real worker
-processes and a real uvicorn server started once per session (see ``stack``).
+``dave`` audits and ``erin`` operates. ``signed_in(user)`` and ``api_signed_in(user)``
+give in-process clients acting as one of them. Tests marked ``services`` run against real
+worker processes and a real uvicorn server started once per session (see ``stack``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from django.db import connection
+from django.test import Client
 
 from appliance.accounts import actions as accounts
 from appliance.accounts.models import Department, Role, User
@@ -56,6 +58,37 @@ def people(db: Any) -> People:
             accounts.add_membership(None, user, department, role)
         cast[name] = user
     return People(hr=hr, finance=finance, **cast)
+
+
+class ClientFor(Protocol):
+    def __call__(self, user: User, **client_kwargs: Any) -> Client: ...
+
+
+@pytest.fixture
+def signed_in() -> ClientFor:
+    """``signed_in(user, **client_kwargs)``: a ``django.test.Client`` (built with
+    ``client_kwargs``, e.g. ``HTTP_USER_AGENT``, ``REMOTE_ADDR``, ``enforce_csrf_checks``)
+    whose session is already signed in as ``user`` through ``force_login`` (no login form,
+    but the sign-in is audited all the same)."""
+
+    def make(user: User, **client_kwargs: Any) -> Client:
+        client = Client(**client_kwargs)
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_signed_in() -> ClientFor:
+    """``api_signed_in(user, **client_kwargs)``: a ``django.test.Client`` that sends a new API
+    token of ``user`` (named "test") with every request, as the API's programs do."""
+
+    def make(user: User, **client_kwargs: Any) -> Client:
+        token = accounts.create_api_token(None, user, "test")
+        return Client(HTTP_AUTHORIZATION=f"Bearer {token}", **client_kwargs)
+
+    return make
 
 
 @pytest.fixture

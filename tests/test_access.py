@@ -16,6 +16,7 @@ from ingest.actions import create_collection, share_collection, unshare_collecti
 from ingest.chunking import ChunkDraft
 from ingest.models import Collection, Document, Status
 from ingest.stages import insert as _insert
+from tests.conftest import ClientFor
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +45,6 @@ def library(people: Any) -> dict[str, Any]:
     canary = add_document(hr, "canary", ["The secret canary phrase is purple elephant 7431."])
     budget = add_document(finance, "budget", ["The travel budget for 2026 is 40,000 euros."])
     return {"hr": hr, "finance": finance, "canary": canary, "budget": budget}
-
-
-def signed_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_collections_list_only_what_each_person_may_read(people: Any, library: Any) -> None:
@@ -88,7 +83,9 @@ def test_sharing_opens_and_unsharing_closes_on_the_very_next_search(
     }
 
 
-def test_removed_membership_takes_effect_at_once(people: Any, library: Any) -> None:
+def test_removed_membership_takes_effect_at_once(
+    people: Any, library: Any, signed_in: ClientFor
+) -> None:
     from appliance.accounts.actions import remove_membership
 
     (vector,) = embedding.embed(["What is the secret canary phrase?"])
@@ -102,7 +99,7 @@ def test_removed_membership_takes_effect_at_once(people: Any, library: Any) -> N
 
 @pytest.mark.parametrize("who", ["bob", "oscar", "dave", "erin"])
 def test_forbidden_document_looks_exactly_like_a_missing_one(
-    people: Any, library: Any, who: str
+    people: Any, library: Any, signed_in: ClientFor, who: str
 ) -> None:
     client = signed_in(getattr(people, who))
     canary = library["canary"].pk
@@ -122,7 +119,9 @@ def test_forbidden_document_looks_exactly_like_a_missing_one(
         assert b"purple elephant" not in a.content
 
 
-def test_only_curators_of_the_department_may_delete(people: Any, library: Any) -> None:
+def test_only_curators_of_the_department_may_delete(
+    people: Any, library: Any, signed_in: ClientFor
+) -> None:
     canary = library["canary"].pk
     assert signed_in(people.alice).delete(f"/api/v1/documents/{canary}").status_code == 403
     assert signed_in(people.bob).delete(f"/api/v1/documents/{canary}").status_code == 404
@@ -130,7 +129,9 @@ def test_only_curators_of_the_department_may_delete(people: Any, library: Any) -
     assert not Document.objects.filter(pk=canary).exists()
 
 
-def test_questions_are_private_to_the_person_who_asked(people: Any, library: Any) -> None:
+def test_questions_are_private_to_the_person_who_asked(
+    people: Any, library: Any, signed_in: ClientFor
+) -> None:
     question = Question.objects.create(user=people.alice, text="What is the canary?")
     assert signed_in(people.alice).get(f"/api/v1/questions/{question.pk}").status_code == 200
     for other in (people.bob, people.carol, people.dave, people.erin, people.oscar):
@@ -140,7 +141,7 @@ def test_questions_are_private_to_the_person_who_asked(people: Any, library: Any
         assert client.get(f"/questions/{question.pk}/").status_code == 404
 
 
-def test_audit_log_is_for_auditors_only(people: Any) -> None:
+def test_audit_log_is_for_auditors_only(people: Any, signed_in: ClientFor) -> None:
     assert signed_in(people.dave).get("/api/v1/audit/events").status_code == 200
     assert signed_in(people.dave).get("/audit/").status_code == 200
     for other in (people.alice, people.carol, people.bob, people.erin, people.oscar):
@@ -149,7 +150,9 @@ def test_audit_log_is_for_auditors_only(people: Any) -> None:
     assert Client().get("/api/v1/audit/events").status_code == 401
 
 
-def test_people_who_read_no_documents_land_on_their_own_page(people: Any) -> None:
+def test_people_who_read_no_documents_land_on_their_own_page(
+    people: Any, signed_in: ClientFor
+) -> None:
     assert signed_in(people.erin).get("/").url == "/operator/"
     assert signed_in(people.dave).get("/").url == "/audit/"
     assert signed_in(people.alice).get("/").status_code == 200

@@ -18,9 +18,10 @@ from django.test import Client
 from appliance.audit import actions as audit
 from appliance.audit import chain, export, signing
 from appliance.audit.models import Action, AuditEvent
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, ClientFor
 
 pytestmark = pytest.mark.django_db
+AUDITOR_BROWSER = {"HTTP_USER_AGENT": "AuditorBrowser/1.0", "REMOTE_ADDR": "10.1.2.3"}
 
 
 def test_record_refuses_to_run_outside_the_acts_transaction(live_db: Any) -> None:
@@ -162,20 +163,13 @@ def test_filtered_export_holds_only_matching_rows_and_still_verifies(
     call_command("audit_verify", str(out))
 
 
-def test_each_export_is_itself_audited(people: Any, tmp_path: Path) -> None:
+def test_each_export_is_itself_audited(people: Any, tmp_path: Path, signed_in: ClientFor) -> None:
     _export(tmp_path, "jsonl")
-    client = Client()
-    client.force_login(people.dave)
+    client = signed_in(people.dave)
     response = client.get("/api/v1/audit/events?format=csv&action=login")
     assert response.status_code == 200
     b"".join(response.streaming_content)
     assert AuditEvent.objects.filter(action=Action.AUDIT_EXPORT).count() == 2
-
-
-def _signed_in(user: Any) -> Client:
-    client = Client(HTTP_USER_AGENT="AuditorBrowser/1.0", REMOTE_ADDR="10.1.2.3")
-    client.force_login(user)
-    return client
 
 
 def test_manifest_is_signed_with_the_dedicated_key_not_the_secret_key(
@@ -243,9 +237,11 @@ def test_a_manifest_resigned_with_a_forgers_own_key_is_refused(
         export.verify_export(out, public_key=trusted)
 
 
-def test_api_export_carries_its_manifest_and_verifies(people: Any, tmp_path: Path) -> None:
+def test_api_export_carries_its_manifest_and_verifies(
+    people: Any, tmp_path: Path, signed_in: ClientFor
+) -> None:
     audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "=1+1"})
-    response = _signed_in(people.dave).get("/api/v1/audit/events?format=csv")
+    response = signed_in(people.dave, **AUDITOR_BROWSER).get("/api/v1/audit/events?format=csv")
     assert response.status_code == 200
     body = b"".join(response.streaming_content)
     manifest = json.loads(response["X-Audit-Manifest"])
@@ -254,7 +250,9 @@ def test_api_export_carries_its_manifest_and_verifies(people: Any, tmp_path: Pat
     (tmp_path / "api.csv.manifest.json").write_text(json.dumps(manifest))
     call_command("audit_verify", str(tmp_path / "api.csv"))
 
-    zipped = _signed_in(people.dave).get("/api/v1/audit/events?format=jsonl&bundle=zip")
+    zipped = signed_in(people.dave, **AUDITOR_BROWSER).get(
+        "/api/v1/audit/events?format=jsonl&bundle=zip"
+    )
     assert zipped["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content))) as archive:
         archive.extractall(tmp_path / "bundle")
@@ -278,10 +276,10 @@ def _upload_for_check(client: Client, bundle: bytes) -> str:
 
 
 def test_auditor_page_downloads_an_export_and_checks_it_when_uploaded_again(
-    people: Any,
+    people: Any, signed_in: ClientFor
 ) -> None:
     audit.record_alone(Action.QUESTION, actor=people.alice, details={"text": "plain question"})
-    client = _signed_in(people.dave)
+    client = signed_in(people.dave, **AUDITOR_BROWSER)
     bundle = _page_download(client, "format=csv&user=alice")
     assert "<strong>Intact.</strong>" in _upload_for_check(client, bundle)
 
@@ -297,9 +295,9 @@ def test_auditor_page_downloads_an_export_and_checks_it_when_uploaded_again(
     assert "Not intact:" in page and "does not match its hash" in page
 
 
-def test_the_page_and_the_api_give_the_same_export(people: Any) -> None:
+def test_the_page_and_the_api_give_the_same_export(people: Any, signed_in: ClientFor) -> None:
     audit.record_alone(Action.QUESTION, actor=people.bob, details={"text": "same?"})
-    client = _signed_in(people.dave)
+    client = signed_in(people.dave, **AUDITOR_BROWSER)
     with zipfile.ZipFile(io.BytesIO(_page_download(client, "format=jsonl&user=bob"))) as z:
         (name,) = [n for n in z.namelist() if n.endswith(".jsonl")]
         from_page = z.read(name)
@@ -309,9 +307,9 @@ def test_the_page_and_the_api_give_the_same_export(people: Any) -> None:
     assert [e.details["via"] for e in exports] == ["web", "api"]
 
 
-def test_only_auditors_may_download_or_check_exports(people: Any) -> None:
+def test_only_auditors_may_download_or_check_exports(people: Any, signed_in: ClientFor) -> None:
     for other in (people.alice, people.bob, people.oscar, people.erin, people.carol):
-        client = _signed_in(other)
+        client = signed_in(other, **AUDITOR_BROWSER)
         assert client.get("/audit/export?format=csv").status_code == 404
         assert client.post("/audit/verify", {}).status_code == 404
     assert AuditEvent.objects.filter(action=Action.AUDIT_EXPORT).count() == 0

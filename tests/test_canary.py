@@ -32,6 +32,7 @@ from ingest import actions as ingest_actions
 from ingest import pipeline
 from ingest.actions import create_collection
 from ingest.models import Chunk, Collection, Document
+from tests.conftest import ClientFor
 
 pytestmark = pytest.mark.django_db
 
@@ -193,12 +194,7 @@ def canary(people: Any) -> Canary:
 
 
 ATTACKERS = ["bob", "oscar", "dave", "erin"]
-
-
-def _client(user: Any) -> Client:
-    client = Client(HTTP_USER_AGENT="canary-test")
-    client.force_login(user)
-    return client
+AGENT = "canary-test"
 
 
 def _call(client: Client, method: str, url: str) -> Any:
@@ -219,21 +215,21 @@ def _is_audit_route(url: str) -> bool:
 
 
 def test_no_route_reveals_the_canary_and_its_404_is_a_missing_ids_404(
-    people: Any, canary: Canary
+    people: Any, canary: Canary, signed_in: ClientFor
 ) -> None:
     for who in ATTACKERS:
-        _walk_every_route(people, canary, who)
+        _walk_every_route(signed_in, people, canary, who)
     # A scoped lookup on one's own document, naming the canary's passage: nothing of it.
-    response = _client(people.bob).get(
+    response = signed_in(people.bob, HTTP_USER_AGENT=AGENT).get(
         f"/documents/{canary.budget.pk}/passage?chunk={canary.chunk.pk}"
     )
     assert response.status_code == 200 and b"travel budget" in response.content
     _assert_no_canary(response.content, "bob's passage view with the canary's chunk id")
 
 
-def _walk_every_route(people: Any, canary: Canary, who: str) -> None:
+def _walk_every_route(signed_in: ClientFor, people: Any, canary: Canary, who: str) -> None:
     user = getattr(people, who)
-    client = _client(user)
+    client = signed_in(user, HTTP_USER_AGENT=AGENT)
     canary_ids, missing_ids = canary.ids(canary=True), canary.ids(canary=False)
     canary_ids["user_id"] = missing_ids["user_id"] = people.erin.pk
     pairs = list(zip(routes(canary_ids), routes(missing_ids), strict=True))
@@ -257,13 +253,15 @@ def _walk_every_route(people: Any, canary: Canary, who: str) -> None:
     assert compared >= 30
 
 
-def test_forged_collection_ids_are_refused_like_missing_ones(people: Any, canary: Canary) -> None:
+def test_forged_collection_ids_are_refused_like_missing_ones(
+    people: Any, canary: Canary, signed_in: ClientFor
+) -> None:
     for who in ATTACKERS:
-        _ask_with_forged_scope(people, canary, who)
+        _ask_with_forged_scope(signed_in, people, canary, who)
 
 
-def _ask_with_forged_scope(people: Any, canary: Canary, who: str) -> None:
-    client = _client(getattr(people, who))
+def _ask_with_forged_scope(signed_in: ClientFor, people: Any, canary: Canary, who: str) -> None:
+    client = signed_in(getattr(people, who), HTTP_USER_AGENT=AGENT)
 
     def ask(ids: list[int]) -> Any:
         return client.post(
@@ -284,14 +282,16 @@ def _ask_with_forged_scope(people: Any, canary: Canary, who: str) -> None:
     assert not Question.objects.filter(user=getattr(people, who)).exists()
 
 
-def test_questions_aimed_at_the_canary_never_answer_from_it(people: Any, canary: Canary) -> None:
+def test_questions_aimed_at_the_canary_never_answer_from_it(
+    people: Any, canary: Canary, signed_in: ClientFor
+) -> None:
     for who in ATTACKERS:
-        _ask_for_the_canary(people, canary, who)
+        _ask_for_the_canary(signed_in, people, canary, who)
 
 
-def _ask_for_the_canary(people: Any, canary: Canary, who: str) -> None:
+def _ask_for_the_canary(signed_in: ClientFor, people: Any, canary: Canary, who: str) -> None:
     user = getattr(people, who)
-    client = _client(user)
+    client = signed_in(user, HTTP_USER_AGENT=AGENT)
     forged = [canary.finance.pk, canary.collection.pk] if who == "bob" else None
     asked = [inference_actions.ask(user, QUESTION)]
     if forged:
@@ -316,7 +316,7 @@ def _ask_for_the_canary(people: Any, canary: Canary, who: str) -> None:
 
 
 def test_a_reused_question_id_does_not_replay_someone_elses_answer_stream(
-    people: Any, canary: Canary
+    people: Any, canary: Canary, signed_in: ClientFor
 ) -> None:
     reused = canary.question.pk
     assert events.read(canary.question), "alice's answer stream is still in Redis"
@@ -331,6 +331,7 @@ def test_a_reused_question_id_does_not_replay_someone_elses_answer_stream(
         grounded=False,
     )
     assert events.read(bobs) == []
-    body = _body(_client(people.bob).get(f"/api/v1/questions/{bobs.pk}/events"))
+    bob = signed_in(people.bob, HTTP_USER_AGENT=AGENT)
+    body = _body(bob.get(f"/api/v1/questions/{bobs.pk}/events"))
     assert b"my own answer" in body
     _assert_no_canary(body, "bob's stream for a reused question id")

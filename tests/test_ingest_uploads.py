@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 
-from appliance.accounts import actions as accounts
 from appliance.audit.models import Action, AuditEvent
 from ingest import actions, storage
 from ingest.models import Collection, Document
-from tests.conftest import DOCUMENTS
+from tests.conftest import DOCUMENTS, ClientFor
 from tests.test_ingest_hostile import forge_entry_count
 
 
@@ -292,16 +290,11 @@ def test_a_batch_is_recorded_in_few_transactions_and_reports_every_file(
 # --- the HTTP side -----------------------------------------------------------------------------
 
 
-def api_client(user: Any) -> Client:
-    token = accounts.create_api_token(None, user, "test")
-    return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-
-
 def test_a_request_body_over_the_limit_gets_a_413_in_json(
-    people: Any, collection: Collection, settings: Any
+    people: Any, collection: Collection, settings: Any, api_signed_in: ClientFor
 ) -> None:
     settings.UPLOAD_MAX_REQUEST_MB = 1
-    response = api_client(people.carol).post(
+    response = api_signed_in(people.carol).post(
         f"/api/v1/collections/{collection.pk}/documents",
         {"files": SimpleUploadedFile("big.txt", b"a" * (1 << 20) + b"b")},
     )
@@ -311,10 +304,10 @@ def test_a_request_body_over_the_limit_gets_a_413_in_json(
 
 
 def test_a_request_with_a_thousand_parts_gets_a_400_in_json(
-    people: Any, collection: Collection
+    people: Any, collection: Collection, api_signed_in: ClientFor
 ) -> None:
     parts = [SimpleUploadedFile(f"{i}.txt", b"x") for i in range(1000)]
-    response = api_client(people.carol).post(
+    response = api_signed_in(people.carol).post(
         f"/api/v1/collections/{collection.pk}/documents", {"files": parts}
     )
     assert response.status_code == 400
@@ -322,8 +315,10 @@ def test_a_request_with_a_thousand_parts_gets_a_400_in_json(
     assert not Document.objects.exists()
 
 
-def test_a_folder_upload_keeps_each_file_s_place(people: Any, collection: Collection) -> None:
-    client = api_client(people.carol)
+def test_a_folder_upload_keeps_each_file_s_place(
+    people: Any, collection: Collection, api_signed_in: ClientFor
+) -> None:
+    client = api_signed_in(people.carol)
     url = f"/api/v1/collections/{collection.pk}/documents"
     body = {
         "files": [SimpleUploadedFile("leave.txt", TEXT), SimpleUploadedFile("memo.pdf", MEMO)],
@@ -342,20 +337,19 @@ def test_a_folder_upload_keeps_each_file_s_place(people: Any, collection: Collec
 
 
 def test_an_employee_cannot_upload_and_an_outsider_cannot_see_the_collection(
-    people: Any, collection: Collection
+    people: Any, collection: Collection, api_signed_in: ClientFor
 ) -> None:
     url = f"/api/v1/collections/{collection.pk}/documents"
     body = {"files": SimpleUploadedFile("memo.pdf", MEMO)}
-    assert api_client(people.alice).post(url, body).status_code == 403
-    assert api_client(people.bob).post(url, body).status_code == 404
+    assert api_signed_in(people.alice).post(url, body).status_code == 403
+    assert api_signed_in(people.bob).post(url, body).status_code == 404
     assert not Document.objects.exists()
 
 
 def test_the_upload_page_offers_a_folder_and_reports_refusals(
-    people: Any, collection: Collection
+    people: Any, collection: Collection, signed_in: ClientFor
 ) -> None:
-    client = Client()
-    client.force_login(people.carol)
+    client = signed_in(people.carol)
     page = client.get(f"/collections/{collection.pk}/")
     assert b"webkitdirectory" in page.content
     response = client.post(

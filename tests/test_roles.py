@@ -16,19 +16,13 @@ from inference import actions as inference_actions
 from inference.models import Question
 from ingest.actions import create_collection
 from ingest.models import Chunk, Collection, Document
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, ClientFor
 from tests.test_canary import answer_now, ingest_text
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "The HR offsite is in Tromsø on the 14th of May."
 ASK = "Where is the HR offsite?"
-
-
-def _client(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -53,10 +47,10 @@ def _retrieved(question: Question, document: Document) -> bool:
 # --- operator pages -----------------------------------------------------------------------
 
 
-def test_only_operators_reach_the_people_pages(people: Any) -> None:
-    assert _client(people.erin).get("/operator/").status_code == 200
+def test_only_operators_reach_the_people_pages(people: Any, signed_in: ClientFor) -> None:
+    assert signed_in(people.erin).get("/operator/").status_code == 200
     for other in (people.alice, people.carol, people.bob, people.oscar, people.dave):
-        client = _client(other)
+        client = signed_in(other)
         assert client.get("/operator/").status_code == 404
         assert client.get(f"/operator/users/{people.alice.pk}/").status_code == 404
         response = client.post("/operator/departments/create", {"name": "Sneaky"})
@@ -66,8 +60,10 @@ def test_only_operators_reach_the_people_pages(people: Any) -> None:
     assert not AuditEvent.objects.filter(action=Action.DEPARTMENT_CREATE, actor="bob").exists()
 
 
-def test_operator_adds_a_person_who_can_then_sign_in_and_ask(people: Any) -> None:
-    operator = _client(people.erin)
+def test_operator_adds_a_person_who_can_then_sign_in_and_ask(
+    people: Any, signed_in: ClientFor
+) -> None:
+    operator = signed_in(people.erin)
     response = operator.post(
         "/operator/users/create",
         {
@@ -80,16 +76,16 @@ def test_operator_adds_a_person_who_can_then_sign_in_and_ask(people: Any) -> Non
     nina = User.objects.get(username="nina")
     assert response.status_code == 302 and response.url == f"/operator/users/{nina.pk}/"
     assert list(nina.memberships.values_list("role", flat=True)) == [Role.EMPLOYEE]
-    signed_in = Client().post(
+    nina_signs_in = Client().post(
         "/login/", {"username": "nina", "password": "a long and unusual passphrase"}
     )
-    assert signed_in.status_code == 302
+    assert nina_signs_in.status_code == 302
     page = operator.get(f"/operator/users/{nina.pk}/").content.decode()
     assert "Finance" in page and "Deactivate nina" in page
 
 
-def test_a_weak_first_password_is_refused_plainly(people: Any) -> None:
-    response = _client(people.erin).post(
+def test_a_weak_first_password_is_refused_plainly(people: Any, signed_in: ClientFor) -> None:
+    response = signed_in(people.erin).post(
         "/operator/users/create",
         {
             "username": "nina",
@@ -103,9 +99,11 @@ def test_a_weak_first_password_is_refused_plainly(people: Any) -> None:
     assert not User.objects.filter(username="nina").exists()
 
 
-def test_the_last_operator_cannot_be_removed_demoted_or_deactivated(people: Any) -> None:
+def test_the_last_operator_cannot_be_removed_demoted_or_deactivated(
+    people: Any, signed_in: ClientFor
+) -> None:
     membership = Membership.objects.get(user=people.erin, role=Role.OPERATOR)
-    operator = _client(people.erin)
+    operator = signed_in(people.erin)
     base = f"/operator/users/{people.erin.pk}"
     operator.post(f"{base}/memberships/{membership.pk}/remove")
     operator.post(f"{base}/memberships/{membership.pk}/role", {"role": Role.EMPLOYEE})
@@ -120,14 +118,14 @@ def test_the_last_operator_cannot_be_removed_demoted_or_deactivated(people: Any)
 
 
 def test_a_removed_membership_closes_the_next_question_and_link(
-    people: Any, hr_docs: dict[str, Any]
+    people: Any, hr_docs: dict[str, Any], signed_in: ClientFor
 ) -> None:
     document = hr_docs["document"]
-    alice = _client(people.alice)
+    alice = signed_in(people.alice)
     before = _found_by(people.alice, document)
     assert _retrieved(before, document)
     membership = Membership.objects.get(user=people.alice, department=people.hr)
-    _client(people.erin).post(
+    signed_in(people.erin).post(
         f"/operator/users/{people.alice.pk}/memberships/{membership.pk}/remove"
     )
     after = _found_by(people.alice, document)
@@ -144,29 +142,33 @@ def test_a_removed_membership_closes_the_next_question_and_link(
     assert "offsite.txt" not in page
 
 
-def test_a_role_change_applies_at_once(people: Any, hr_docs: dict[str, Any]) -> None:
+def test_a_role_change_applies_at_once(
+    people: Any, hr_docs: dict[str, Any], signed_in: ClientFor
+) -> None:
     membership = Membership.objects.get(user=people.alice, department=people.hr)
     upload = f"/collections/{hr_docs['collection'].pk}/upload"
-    assert _client(people.alice).post(upload).status_code == 404
+    assert signed_in(people.alice).post(upload).status_code == 404
     accounts.change_role(people.erin, membership, Role.CURATOR)
-    response = _client(people.alice).post(upload)  # no files: refused for that reason only
+    response = signed_in(people.alice).post(upload)  # no files: refused for that reason only
     assert response.status_code == 302
     accounts.change_role(people.erin, membership, Role.AUDITOR)
-    assert _client(people.alice).get(f"/collections/{hr_docs['collection'].pk}/").status_code == 404
+    assert (
+        signed_in(people.alice).get(f"/collections/{hr_docs['collection'].pk}/").status_code == 404
+    )
 
 
 # --- sharing ------------------------------------------------------------------------------
 
 
-def _share(user: Any, collection: Collection, action: str, department: Any) -> Any:
-    return _client(user).post(
+def _share(client: Client, collection: Collection, action: str, department: Any) -> Any:
+    return client.post(
         f"/collections/{collection.pk}/sharing",
         {"action": action, "department": department},
     )
 
 
 def test_only_curators_of_the_owning_department_change_sharing(
-    people: Any, hr_docs: dict[str, Any]
+    people: Any, hr_docs: dict[str, Any], signed_in: ClientFor
 ) -> None:
     collection = hr_docs["collection"]
     finance_curator, _ = accounts.create_or_update_user(None, "fiona", PASSWORD)
@@ -179,27 +181,29 @@ def test_only_curators_of_the_owning_department_change_sharing(
         people.erin,
         finance_curator,
     ):
-        response = _share(other, collection, "share", people.finance.pk)
+        response = _share(signed_in(other), collection, "share", people.finance.pk)
         assert response.status_code == 404
-        assert _share(other, collection, "share", "all").status_code == 404
+        assert _share(signed_in(other), collection, "share", "all").status_code == 404
     collection.refresh_from_db()
     assert not collection.shares.exists() and not collection.shared_with_all
-    page = _client(people.carol).get(f"/collections/{collection.pk}/").content.decode()
+    page = signed_in(people.carol).get(f"/collections/{collection.pk}/").content.decode()
     assert 'id="sharing"' in page and "Everyone in the organisation" in page
     assert (
         'id="sharing"'
-        not in _client(people.alice).get(f"/collections/{collection.pk}/").content.decode()
+        not in signed_in(people.alice).get(f"/collections/{collection.pk}/").content.decode()
     )
 
 
 def test_sharing_with_a_department_opens_and_closes_from_the_next_question(
-    people: Any, hr_docs: dict[str, Any]
+    people: Any, hr_docs: dict[str, Any], signed_in: ClientFor
 ) -> None:
     collection, document = hr_docs["collection"], hr_docs["document"]
-    bob = _client(people.bob)
+    bob = signed_in(people.bob)
     assert not _retrieved(_found_by(people.bob, document), document)
 
-    assert _share(people.carol, collection, "share", people.finance.pk).status_code == 302
+    assert (
+        _share(signed_in(people.carol), collection, "share", people.finance.pk).status_code == 302
+    )
     shared = _found_by(people.bob, document)
     assert _retrieved(shared, document)
     assert bob.get(f"/documents/{document.pk}/passage").status_code == 200
@@ -207,7 +211,7 @@ def test_sharing_with_a_department_opens_and_closes_from_the_next_question(
     # Read-only: bob reads the document but may not change it.
     assert bob.post(f"/documents/{document.pk}/delete").status_code == 404
 
-    _share(people.carol, collection, "unshare", people.finance.pk)
+    _share(signed_in(people.carol), collection, "unshare", people.finance.pk)
     after = _found_by(people.bob, document)
     assert not _retrieved(after, document)
     assert bob.get(f"/documents/{document.pk}/passage").status_code == 404
@@ -215,26 +219,28 @@ def test_sharing_with_a_department_opens_and_closes_from_the_next_question(
 
 
 def test_sharing_with_everyone_reaches_readers_of_every_department_only(
-    people: Any, hr_docs: dict[str, Any]
+    people: Any, hr_docs: dict[str, Any], signed_in: ClientFor
 ) -> None:
     collection, document = hr_docs["collection"], hr_docs["document"]
-    _share(people.carol, collection, "share", "all")
+    _share(signed_in(people.carol), collection, "share", "all")
     url = f"/documents/{document.pk}/passage"
-    assert _client(people.bob).get(url).status_code == 200
+    assert signed_in(people.bob).get(url).status_code == 200
     # Belonging nowhere, or only auditing or operating, still reads nothing.
     for other in (people.oscar, people.dave, people.erin):
-        assert _client(other).get(url).status_code == 404
-    _share(people.carol, collection, "unshare", "all")
-    assert _client(people.bob).get(url).status_code == 404
+        assert signed_in(other).get(url).status_code == 404
+    _share(signed_in(people.carol), collection, "unshare", "all")
+    assert signed_in(people.bob).get(url).status_code == 404
     assert not _retrieved(_found_by(people.bob, document), document)
 
 
-def test_the_people_page_costs_the_same_queries_for_many_people(people: Any) -> None:
+def test_the_people_page_costs_the_same_queries_for_many_people(
+    people: Any, signed_in: ClientFor
+) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     def queries() -> int:
-        client = _client(people.erin)
+        client = signed_in(people.erin)
         with CaptureQueriesContext(connection) as captured:
             assert client.get("/operator/").status_code == 200
         return len(captured)

@@ -34,13 +34,14 @@ from ingest import actions as ingest_actions
 from ingest import pipeline
 from ingest.actions import create_collection
 from ingest.models import Collection, Document
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, ClientFor
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 
 BROWSER = "AuditedBrowser/1.0"
 ADDRESS = "192.0.2.44"
+FROM_BROWSER = {"HTTP_USER_AGENT": BROWSER, "REMOTE_ADDR": ADDRESS}
 
 
 @dataclass
@@ -49,13 +50,7 @@ class World:
     hr: Collection
     handbook: Document
     tmp: Path
-
-
-def _client(user: Any = None) -> Client:
-    client = Client(HTTP_USER_AGENT=BROWSER, REMOTE_ADDR=ADDRESS)
-    if user is not None:
-        client.force_login(user)
-    return client
+    signed_in: ClientFor
 
 
 def _upload(curator: Any, collection: Collection, name: str, text: str) -> Document:
@@ -67,7 +62,9 @@ def _upload(curator: Any, collection: Collection, name: str, text: str) -> Docum
 
 
 @pytest.fixture
-def world(people: Any, tmp_path: Path, settings: Any, monkeypatch: Any) -> World:
+def world(
+    people: Any, tmp_path: Path, settings: Any, monkeypatch: Any, signed_in: ClientFor
+) -> World:
     settings.LLM_MAX_ANSWER_TOKENS = 16
     monkeypatch.setenv("APPLIANCE_ENV_FILE", str(tmp_path / "appliance.env"))
     hr = create_collection(people.carol, "HR handbook", people.hr)
@@ -75,7 +72,7 @@ def world(people: Any, tmp_path: Path, settings: Any, monkeypatch: Any) -> World
         people.carol, hr, "leave.txt", "Employees get 30 days of paid leave each year."
     )
     assert pipeline.process(handbook.pk) == "ready"
-    return World(people, hr, handbook, tmp_path)
+    return World(people, hr, handbook, tmp_path, signed_in)
 
 
 # Each case prepares everything its act needs (sign-ins, uploads: their rows are not
@@ -85,7 +82,10 @@ Act = Callable[[], Any]
 
 def _as(user_name: str | None, method: str, url: str, data: Any = None, **extra: Any) -> Any:
     def prepare(w: World) -> Act:
-        client = _client(getattr(w.people, user_name) if user_name else None)
+        if user_name:
+            client = w.signed_in(getattr(w.people, user_name), **FROM_BROWSER)
+        else:
+            client = Client(**FROM_BROWSER)
         target = url(w) if callable(url) else url
         body = data(w) if callable(data) else (data or {})
         return lambda: getattr(client, method)(target, body, **extra)
@@ -118,7 +118,7 @@ def _sharing(action: str, target: str) -> Callable[[World], Act]:
             ingest_actions.share_collection(w.people.carol, w.hr, w.people.finance)
         elif action == "unshare":
             ingest_actions.share_with_organisation(w.people.carol, w.hr)
-        client = _client(w.people.carol)
+        client = w.signed_in(w.people.carol, **FROM_BROWSER)
         return lambda: client.post(
             f"/collections/{w.hr.pk}/sharing", {"action": action, "department": department}
         )

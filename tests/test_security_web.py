@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from appliance.accounts import actions as accounts
 from appliance.audit.models import Action, AuditEvent
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, ClientFor
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,12 +43,6 @@ urlpatterns = [
     path("test-forbidden", _forbidden),
     path("", include("appliance.urls")),
 ]
-
-
-def _signed_in(user: Any, **defaults: Any) -> Client:
-    client = Client(**defaults)
-    client.force_login(user)
-    return client
 
 
 def _login(client: Client, username: str, password: str, **extra: Any) -> Any:
@@ -133,8 +127,8 @@ def test_signing_in_gives_a_new_session_id(people: Any) -> None:
     assert not Session.objects.filter(session_key=planted).exists()
 
 
-def test_an_idle_session_expires(people: Any) -> None:
-    client = _signed_in(people.alice)
+def test_an_idle_session_expires(people: Any, signed_in: ClientFor) -> None:
+    client = signed_in(people.alice)
     assert client.get("/").status_code == 200
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
     expiry = Session.objects.get(session_key=key).expire_date
@@ -144,8 +138,8 @@ def test_an_idle_session_expires(people: Any) -> None:
     assert client.get("/").url.startswith("/login/")
 
 
-def test_a_busy_session_still_ends_at_its_absolute_age(people: Any) -> None:
-    client = _signed_in(people.alice)
+def test_a_busy_session_still_ends_at_its_absolute_age(people: Any, signed_in: ClientFor) -> None:
+    client = signed_in(people.alice)
     session = client.session
     session["started"] = time.time() - settings.SESSION_ABSOLUTE_SECONDS - 1
     session.save()
@@ -154,17 +148,20 @@ def test_a_busy_session_still_ends_at_its_absolute_age(people: Any) -> None:
     assert client.get("/").status_code == 302  # and it stays ended
 
 
-def test_a_signed_in_session_without_a_start_time_is_ended(people: Any) -> None:
-    client = _signed_in(people.alice)
+def test_a_signed_in_session_without_a_start_time_is_ended(
+    people: Any, signed_in: ClientFor
+) -> None:
+    client = signed_in(people.alice)
     session = client.session
     del session["started"]
     session.save()
     assert client.get("/").status_code == 302
 
 
-def test_api_tokens_are_not_subject_to_session_timeouts(people: Any) -> None:
-    token = accounts.create_api_token(None, people.alice)
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+def test_api_tokens_are_not_subject_to_session_timeouts(
+    people: Any, api_signed_in: ClientFor
+) -> None:
+    client = api_signed_in(people.alice)
     assert client.get("/api/v1/collections").status_code == 200
 
 
@@ -179,14 +176,14 @@ def test_logout_really_ends_the_session(people: Any) -> None:
     assert thief.get("/api/v1/collections").status_code == 401
 
 
-def test_a_deactivated_person_is_signed_out_at_once(people: Any) -> None:
-    client = _signed_in(people.alice)
-    token = accounts.create_api_token(None, people.alice)
+def test_a_deactivated_person_is_signed_out_at_once(
+    people: Any, signed_in: ClientFor, api_signed_in: ClientFor
+) -> None:
+    client = signed_in(people.alice)
+    api = api_signed_in(people.alice)
     accounts.deactivate_user(people.erin, people.alice)
     assert client.get("/").status_code == 302
-    assert (
-        Client(HTTP_AUTHORIZATION=f"Bearer {token}").get("/api/v1/collections").status_code == 401
-    )
+    assert api.get("/api/v1/collections").status_code == 401
 
 
 # --- CSRF ---------------------------------------------------------------------------------
@@ -198,7 +195,9 @@ def _post_forms(html: str) -> list[str]:
     return [f for f in _FORM.findall(html) if re.search(r'method="post"', f, re.I)]
 
 
-def test_every_post_form_on_every_page_carries_a_csrf_token(people: Any) -> None:
+def test_every_post_form_on_every_page_carries_a_csrf_token(
+    people: Any, signed_in: ClientFor
+) -> None:
     from ingest.actions import create_collection
 
     collection = create_collection(None, "HR policies", people.hr)
@@ -210,7 +209,7 @@ def test_every_post_form_on_every_page_carries_a_csrf_token(people: Any) -> None
     }
     seen = 0
     for user, urls in pages.items():
-        client = _signed_in(user)
+        client = signed_in(user)
         for url in urls:
             html = client.get(url).content.decode()
             for form in _post_forms(html):
@@ -221,11 +220,12 @@ def test_every_post_form_on_every_page_carries_a_csrf_token(people: Any) -> None
     assert seen >= 10  # sign-out, upload, sharing, operator and audit forms were all there
 
 
-def test_every_state_changing_route_refuses_a_post_without_a_csrf_token(people: Any) -> None:
+def test_every_state_changing_route_refuses_a_post_without_a_csrf_token(
+    people: Any, signed_in: ClientFor
+) -> None:
     from tests.test_canary import routes
 
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(people.carol)
+    client = signed_in(people.carol, enforce_csrf_checks=True)
     checked = 0
     for route, url in routes(ids=dict.fromkeys(("collection_id", "document_id"), 1)):
         response = client.post(url, {"x": "1"})
@@ -257,7 +257,7 @@ def _no_inline_code(html: str, what: str) -> None:
 
 @pytest.mark.urls("tests.test_security_web")
 def test_pages_error_pages_and_downloads_all_carry_the_headers(
-    people: Any, tmp_path: Path, settings: Any
+    people: Any, tmp_path: Path, settings: Any, signed_in: ClientFor
 ) -> None:
     from ingest import actions as ingest_actions
     from ingest.actions import create_collection
@@ -271,9 +271,8 @@ def test_pages_error_pages_and_downloads_all_carry_the_headers(
         (result,) = ingest_actions.upload_documents(
             people.carol, collection, [ingest_actions.IncomingFile("note.txt", handle)]
         )
-    alice = _signed_in(people.alice)
-    crashing = Client(raise_request_exception=False)
-    crashing.force_login(people.alice)
+    alice = signed_in(people.alice)
+    crashing = signed_in(people.alice, raise_request_exception=False)
     csrf_client = Client(enforce_csrf_checks=True)
     responses = {
         "page": alice.get("/"),
@@ -284,7 +283,7 @@ def test_pages_error_pages_and_downloads_all_carry_the_headers(
         "400": Client(HTTP_HOST="evil.example", raise_request_exception=False).get("/login/"),
         "500": crashing.get("/test-boom"),
         "document download": alice.get(f"/documents/{result.document.pk}/file"),
-        "audit download": _signed_in(people.dave).get("/audit/export?format=csv"),
+        "audit download": signed_in(people.dave).get("/audit/export?format=csv"),
         "api": alice.get("/api/v1/collections"),
         "api 404": alice.get("/api/v1/documents/987654"),
         "413": alice.post(
