@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from appliance.audit.models import Action, AuditEvent
 from inference.models import Question
 from inference.retrieval import dense_search
 from ingest import embedding
@@ -157,3 +158,41 @@ def test_people_who_read_no_documents_land_on_their_own_page(
     assert signed_in(people.dave).get("/").url == "/audit/"
     assert signed_in(people.alice).get("/").status_code == 200
     assert signed_in(people.oscar).get("/").status_code == 200  # told to ask a curator
+
+
+@pytest.mark.parametrize(
+    ("attempt", "web", "api"),
+    [
+        (
+            "upload",
+            ("post", "/collections/{hr}/upload"),
+            ("post", "/api/v1/collections/{hr}/documents"),
+        ),
+        (
+            "delete",
+            ("post", "/documents/{canary}/delete"),
+            ("delete", "/api/v1/documents/{canary}"),
+        ),
+    ],
+)
+def test_a_refusal_is_the_same_and_audited_the_same_through_page_and_api(
+    people: Any, library: Any, signed_in: ClientFor, attempt: str, web: Any, api: Any
+) -> None:
+    """alice reads HR's collection but does not curate it: both doors say 403 with the same
+    sentence and write one access_denied row each; bob, who cannot read it, gets the 404
+    of a missing id from both, as before."""
+    ids = {"hr": library["hr"].pk, "canary": library["canary"].pk}
+    denied = AuditEvent.objects.filter(action=Action.ACCESS_DENIED, actor_id=people.alice.pk)
+    sentences = []
+    for method, url in (web, api):
+        before = denied.count()
+        response = getattr(signed_in(people.alice), method)(url.format(**ids))
+        assert response.status_code == 403
+        assert denied.count() == before + 1
+        assert denied.order_by("-id").first().details == {"attempt": attempt}
+        body = response.content.decode()
+        sentences.append("Only curators of this" in body)
+        method_bob, url_bob = method, url.format(**ids)
+        assert getattr(signed_in(people.bob), method_bob)(url_bob).status_code == 404
+    assert sentences == [True, True]
+    assert Document.objects.filter(pk=library["canary"].pk).exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from inference import answering, events
+from inference import answering, events, liveness
 from ingest.embedding import embed
 
 pytestmark = pytest.mark.services
@@ -24,7 +24,7 @@ def _question(pk: int) -> Any:
 
 def test_a_stop_reaches_the_answering_worker_at_once() -> None:
     question = _question(9_000_001)
-    with answering._StopListener(question) as stop:
+    with liveness.StopListener(question) as stop:
         assert not stop.wait(0.3), "nobody asked to stop"
         asked = time.monotonic()
         events.request_cancel(question)
@@ -37,20 +37,20 @@ def test_a_stop_reaches_the_answering_worker_at_once() -> None:
 def test_a_stop_asked_before_the_worker_listens_is_not_missed() -> None:
     question = _question(9_000_002)
     events.request_cancel(question)
-    with answering._StopListener(question) as stop:
+    with liveness.StopListener(question) as stop:
         assert stop.wait(2)
 
 
 def test_stops_are_per_question() -> None:
     mine, theirs = _question(9_000_003), _question(9_000_004)
-    with answering._StopListener(mine) as stop:
+    with liveness.StopListener(mine) as stop:
         events.request_cancel(theirs)
         assert not stop.wait(0.5)
 
 
 def test_the_question_vector_computed_ahead_is_the_models_own(settings: Any) -> None:
     text = "How many trucks were used for the delivery?"
-    vectors = answering._QueryVectors(text)
+    vectors = answering.QueryVectors(text)
     ahead = vectors(settings.EMBEDDING_MODEL)
     assert vectors.pending.done()
     np.testing.assert_allclose(ahead, embed([text])[0], rtol=1e-5, atol=1e-6)

@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync
 from django.test import Client, TestCase
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from appliance import redis_client
 from appliance.accounts import actions as accounts
 from appliance.accounts.models import Role
 from inference import actions as inference_actions
@@ -162,7 +163,7 @@ def short_answers(settings: Any) -> None:
 def canary(people: Any) -> Canary:
     # Each test database starts its ids at 1 again; answer streams of an earlier run, kept
     # in the test Redis database, must not pose as this run's (see the xfail test below).
-    events.client().flushdb()
+    redis_client.client().flushdb()
     hr = create_collection(None, "HR restructuring", people.hr)
     finance = create_collection(None, "Budgets", people.finance)
     curator_of_finance = accounts.create_or_update_user(None, "fiona")[0]

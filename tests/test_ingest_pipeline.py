@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from appliance.audit.models import Action, AuditEvent
-from ingest import actions, embedding, pipeline, stages, storage
+from ingest import actions, embedding, pipeline, stages, storage, tasks
 from ingest.models import Chunk, Collection, Document, Status
 from tests.conftest import DOCUMENTS
 
@@ -239,10 +239,10 @@ def test_the_reconciler_queues_again_what_lost_its_worker_or_its_message(
     Document.objects.filter(pk=orphan.pk).update(status=Status.EMBEDDING, lease_until=long_ago)
     Document.objects.filter(pk=lost.pk).update(updated_at=long_ago)
 
-    assert pipeline.reconcile() == 2
+    assert tasks.reconcile() == 2
     assert sorted(queued_ids(broker)) == sorted([orphan.pk, lost.pk])  # not the fresh one
     assert fresh.pk not in queued_ids(broker)
-    assert pipeline.reconcile() == 1  # the queue is not empty now: only the orphan again
+    assert tasks.reconcile() == 1  # the queue is not empty now: only the orphan again
     broker.delete("ingest")
 
 

@@ -1,5 +1,6 @@
-"""BM25 statistics kept by the appliance (inference/lexical.py): equal to a textbook BM25,
-right after every publish, re-ingestion and deletion, and safe under concurrent publishes.
+"""BM25 statistics kept by ingestion (ingest/search_statistics.py) and read by retrieval
+(inference/lexical.py): equal to a textbook BM25, right after every publish, re-ingestion
+and deletion, and safe under concurrent publishes.
 
 Collections here use the ``simple`` text search configuration (no stemming, no stop
 words) on lowercase words, so the expected figures are computed in Python from the texts
@@ -17,15 +18,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
 
 from inference import lexical
-from inference.models import LexicalChunk, LexicalCollection, LexicalTerm
 from inference.retrieval import Params, search
-from ingest import actions, pipeline, stages, storage
+from ingest import actions, pipeline, search_statistics, stages, storage
 from ingest.chunking import ChunkDraft
-from ingest.models import Chunk, Collection, Document, Status
+from ingest.models import (
+    Chunk,
+    Collection,
+    Document,
+    LexicalChunk,
+    LexicalCollection,
+    LexicalTerm,
+    Status,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -195,10 +204,10 @@ def test_counting_the_live_version_twice_counts_it_once(people: Any, fruit: Coll
     document = published(fruit, CORPUS)
     document.refresh_from_db()
     before = kept_statistics(fruit)
-    lexical.count_live_version(fruit.pk, document.pk, document.live_version)
+    search_statistics.count_live_version(fruit.pk, document.pk, document.live_version)
     assert kept_statistics(fruit) == before
-    lexical.forget_document(fruit.pk, document.pk)
-    lexical.forget_document(fruit.pk, document.pk)
+    search_statistics.forget_document(fruit.pk, document.pk)
+    search_statistics.forget_document(fruit.pk, document.pk)
     assert kept_statistics(fruit)["chunks"] == 0
 
 
@@ -209,7 +218,7 @@ def test_rebuild_reproduces_the_statistics_kept_incrementally(
     published(fruit, CORPUS[4:])
     new_version(first, ["apple kiwi", "kiwi"])
     kept = kept_statistics(fruit)
-    lexical.rebuild([fruit.pk])
+    search_statistics.rebuild([fruit.pk])
     assert kept_statistics(fruit) == kept == expected_statistics(fruit)
 
 
@@ -238,11 +247,57 @@ def test_rebuild_repairs_damaged_statistics_of_the_collections_named_only(
     LexicalTerm.objects.create(collection=fruit, lexeme="stray", document_frequency=7)
     LexicalChunk.objects.filter(chunk__document=first, chunk__ordinal=1).delete()
 
-    lexical.rebuild([fruit.pk])
+    search_statistics.rebuild([fruit.pk])
 
     assert kept_statistics(fruit) == expected
     other_kept["chunks"], other_kept["length"] = 99, 999  # untouched, damage included
     assert kept_statistics(other) == other_kept
+
+
+def _tables(prefix: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE %s ORDER BY 1", [prefix + "%"]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_upgrading_moves_the_statistics_tables_to_ingest_with_every_row(
+    people: Any, fruit: Collection
+) -> None:
+    """Ingest migration 0009 (and inference 0006) take the tables over from the inference
+    app by renaming them: what an older installation counted is still counted after."""
+    for text in CORPUS:
+        published(fruit, [text])
+    before = kept_statistics(fruit)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # DDL after the test's inserts
+    executor = MigrationExecutor(connection)
+    old = [
+        ("ingest", "0008_collection_search_vector_index"),
+        ("inference", "0005_citation_chunk_set_null"),
+    ]
+    new = [
+        ("ingest", "0009_lexical_statistics_from_inference"),
+        ("inference", "0006_lexical_statistics_to_ingest"),
+    ]
+    try:
+        executor.migrate(old)
+        assert _tables("inference_lexical") == [
+            "inference_lexicalchunk",
+            "inference_lexicalcollection",
+            "inference_lexicalterm",
+        ]
+        assert _tables("ingest_lexical") == []
+    finally:
+        executor.loader.build_graph()  # the applied set changed under the loader
+        executor.migrate(new)
+    assert _tables("inference_lexical") == []
+    assert kept_statistics(fruit) == before == expected_statistics(fruit)
+    # The cascading keys came along: deleting a document still uncounts it at once.
+    document = Document.objects.filter(collection=fruit).first()
+    actions.delete_document(people.carol, document)
+    assert kept_statistics(fruit) == expected_statistics(fruit)
 
 
 def test_chunk_rows_keep_their_vector_and_full_text_terms_inline(db: Any) -> None:
@@ -352,6 +407,6 @@ def test_concurrent_publishes_in_one_collection_neither_deadlock_nor_lose_counts
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert outcomes == [True] * len(documents)
+    assert outcomes == [pipeline.Published.YES] * len(documents)
     assert kept_statistics(collection) == expected_statistics(collection)
     assert kept_statistics(collection)["chunks"] == 8 * 12

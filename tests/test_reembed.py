@@ -19,11 +19,20 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from appliance.audit.models import Action, AuditEvent
-from inference import lexical
-from inference.models import Citation, LexicalCollection, LexicalTerm, Question, QuestionStatus
+from inference.models import Citation, Question, QuestionStatus
 from inference.retrieval import Params, search
-from ingest import actions, embedding, pipeline, reembed, stages, storage, vectors
-from ingest.models import Chunk, Collection, Document, Status
+from ingest import (
+    actions,
+    embedding,
+    pipeline,
+    reembed,
+    search_statistics,
+    stages,
+    storage,
+    tasks,
+    vectors,
+)
+from ingest.models import Chunk, Collection, Document, LexicalCollection, LexicalTerm, Status
 from tests.conftest import DOCUMENTS
 
 WAR_AND_PEACE = (DOCUMENTS / "book-war-and-peace-1p.txt").read_bytes()
@@ -139,7 +148,7 @@ def test_a_collection_moves_to_a_model_of_another_length_and_answers_throughout(
     hits = ask(people.alice, question)
     assert hits[0].document_id == war.pk and hits[0].score > 0.3
     counted = statistics(collection)
-    lexical.rebuild([collection.pk])
+    search_statistics.rebuild([collection.pk])
     assert statistics(collection) == counted
     assert counted[0] == chunks.count()
 
@@ -181,10 +190,8 @@ def test_a_document_read_with_the_old_model_is_read_again_after_the_switch(
     narrow_model: str,
     monkeypatch: Any,
 ) -> None:
-    from ingest.tasks import process_document
-
     queued: list[int] = []
-    monkeypatch.setattr(process_document, "delay", queued.append)
+    monkeypatch.setattr(tasks.process_document, "delay", queued.append)
     (result,) = actions.upload_documents(
         people.carol,
         collection,
@@ -195,11 +202,16 @@ def test_a_document_read_with_the_old_model_is_read_again_after_the_switch(
     assert document is not None
     stages.ingest(document)  # read with all-MiniLM-L6-v2 ...
     assert reembed.reembed(None, collection, narrow_model).switched  # ... which then left
-    assert not pipeline.publish(document)
-    assert queued == [document.pk]  # queued for another reading
+    assert pipeline.publish(document) is pipeline.Published.READ_AGAIN
     document.refresh_from_db()
     assert document.status == Status.QUEUED and document.live_version == 0
     assert not Chunk.objects.filter(document=document).exists()
+    assert queued == []
+    # The task, finding a document that must be read again, queues it for another reading.
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "process", lambda _: pipeline.Published.READ_AGAIN.value)
+        assert tasks.process_document(document.pk) == "read again"
+    assert queued == [document.pk]
     assert pipeline.process(document.pk) == "ready"
     chunks = Chunk.objects.filter(document=document)
     assert set(chunks.values_list("embedding_model", flat=True)) == {narrow_model}

@@ -14,7 +14,8 @@ import pytest
 from django.conf import settings
 
 from inference import prompts
-from inference.llm.backend import GenerationStats, LocalModel
+from inference.llm.backend import LocalModel
+from inference.llm.base import GenerationStats
 
 A_SECRET = "Anna Berg's salary for 2026 is 91,250 euros; her manager notes a warning."
 A_USER = f"Sources:\n\n[1] Salary letter, page 1\n{A_SECRET}\n\nQuestion: What is my salary?"

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from appliance import redis_client
 from inference import events
 from inference.models import Citation, Question, QuestionStatus
 from ingest.actions import create_collection
@@ -159,7 +160,7 @@ def test_a_poisoned_answer_loads_nothing_from_elsewhere_in_a_real_browser(
     )
     # A question still being answered: the page streams it through answer.js.
     live = Question.objects.create(user=people.alice, text="Live?", status=QuestionStatus.RUNNING)
-    events.client().delete(events.stream_key(live))
+    redis_client.client().delete(events.stream_key(live))
     source = {"n": 1, "document_id": document.pk, "chunk_id": chunk.pk, "title": HOSTILE}
     events.publish(live, "sources", {"sources": [{**source, "page": 1, "snippet": HOSTILE}]})
     for piece in (HOSTILE[:40], HOSTILE[40:]):

@@ -72,7 +72,7 @@ def _gpu_memory_mb() -> int | None:
 
 
 def _ours(model: Any, prompt: str, max_tokens: int) -> dict[str, float]:
-    from inference.llm.backend import GenerationStats
+    from inference.llm.base import GenerationStats
 
     stats = GenerationStats()
     reader = model.format.reader()

@@ -31,7 +31,7 @@ def test_chunks_come_in_documents_of_one_department_with_one_holding_one_percent
 
 
 def test_the_default_vectors_have_the_neighbourhoods_of_text_embeddings() -> None:
-    # all-MiniLM-L6-v2 on real text (README "Retrieval"): local dimension 17 to 18, the
+    # all-MiniLM-L6-v2 on real text (docs/retrieval.md): local dimension 17 to 18, the
     # nearest neighbour at cosine 0.68 to 0.70, the 10th at 0.52 to 0.56.
     documents = neighbourhood(generate(5000, seed=3).vectors)
     assert 12 <= documents["local_dimension"] <= 26
