@@ -13,6 +13,9 @@ Rules:
 4. Questions, their answers and conversations are private to the person who asked.
 5. Only active, signed-in people hold any right.
 6. Nothing is cached: a removed membership or share counts from the very next query.
+7. Golden sets and pilot runs belong to a department; its curators keep and run them. A
+   run answers as a chosen person would, but never from more than the curator who starts
+   it may read (``pilot_run_scope``).
 
 How a refusal looks, whichever door (page or API) it comes through:
 - What a person may not read does not exist for them: the same 404 as a wrong id, byte for
@@ -70,6 +73,11 @@ def is_operator(user: Any) -> bool:
     return holds_role(user, Role.OPERATOR)
 
 
+def is_curator(user: Any) -> bool:
+    """Curates some department's collections (and so keeps its golden sets, rule 7)."""
+    return holds_role(user, Role.CURATOR)
+
+
 def reads_documents(user: Any) -> bool:
     """Holds a reader role somewhere (rule 2: other roles alone read nothing)."""
     return holds_role(user, *READER_ROLES)
@@ -123,6 +131,25 @@ def owned_filter(user: Any) -> Q:
     if not is_person(user):
         return Q(pk__in=[])
     return Q(user_id=user.pk)
+
+
+def pilot_filter(user: Any, path: str = "") -> Q:
+    """Golden sets (or, through ``path``, their runs) that ``user`` keeps (rule 7)."""
+    if not is_person(user):
+        return Q(pk__in=[])
+    prefix = f"{path}__" if path else ""
+    departments = Membership.objects.filter(user_id=user.pk, role=Role.CURATOR)
+    return Q(**{f"{prefix}department_id__in": departments.values("department_id")})
+
+
+def pilot_run_scope(starter: Any) -> list[int] | None:
+    """The collections a pilot run may search, beyond its person's own access: all that
+    ``starter`` may read; None when the run was started by an operator's command (no
+    person to bound it); ``[0]``, a scope of nothing, when they read none."""
+    if starter is None:
+        return None
+    collections = _model("ingest.Collection").objects.filter(readable_collections_filter(starter))
+    return sorted(collections.values_list("pk", flat=True)) or [0]
 
 
 # --- doors: one object for one person -----------------------------------------------------

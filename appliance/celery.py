@@ -15,7 +15,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # (6 ms idle, 15 ms on a busy host). appliance.workers recycles them the Django way instead
 # (CONN_MAX_AGE and health checks); Celery itself would close them every 2,000,000 tasks.
 app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
-app.autodiscover_tasks(["ingest", "inference"])
+app.autodiscover_tasks(["ingest", "inference", "inference.pilot"])
 
 
 from appliance import workers  # noqa: E402,F401  (worker heartbeat signals)

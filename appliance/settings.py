@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "appliance.web",
     "ingest",
     "inference",
+    "inference.pilot",
 ]
 
 MIDDLEWARE = [

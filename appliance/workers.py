@@ -74,17 +74,23 @@ def _reconcile_loop() -> None:
     # Imported here, not at the top: this module is loaded with the Celery app, before
     # Django's apps are ready to import models.
     if role() == "ingest":
-        from ingest.tasks import reconcile
+        from ingest.tasks import reconcile as documents
+
+        reconcilers = [documents]
     else:
-        from inference.tasks import reconcile
+        from inference.pilot.tasks import reconcile as pilot_runs
+        from inference.tasks import reconcile as questions
+
+        reconcilers = [questions, pilot_runs]
 
     while True:
-        try:
-            reconcile()
-        except Exception as exc:
-            log.warning("reconciler pass failed: %s", exc)
-        finally:
-            connections.close_all()
+        for reconcile in reconcilers:
+            try:
+                reconcile()
+            except Exception as exc:
+                log.warning("reconciler pass failed: %s", exc)
+            finally:
+                connections.close_all()
         if _stop.wait(RECONCILE_SECONDS):
             return
 

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -106,7 +107,9 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
     events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
     prompt = compose_prompt(model, history, question.text, listed, again)
 
-    relay = AnswerRelay(question, started)
+    relay = AnswerRelay(
+        started, send=lambda text: events.publish(question, "token", {"text": text})
+    )
     stats = generate(model, prompt, relay, stop)
     question.prompt_tokens = stats.prompt_tokens
     question.completion_tokens = stats.completion_tokens
@@ -202,13 +205,14 @@ def compose_prompt(
 
 
 class AnswerRelay:
-    """Takes the reply's pieces as the model writes them. Answer text goes out to the
-    asker as it comes, but at most one event per TOKEN_EVENT_SECONDS (on a small host every
+    """Takes the reply's pieces as the model writes them. Answer text goes out through
+    ``send`` as it comes, but at most once per TOKEN_EVENT_SECONDS (on a small host every
     event wakes the web process and the browser, which steals time from the model; the
-    first piece always goes at once). Reasoning is kept apart and never sent."""
+    first piece always goes at once). Reasoning is kept apart and never sent. Without
+    ``send`` (a pilot run) the answer is only collected."""
 
-    def __init__(self, question: Question, started: float) -> None:
-        self.question = question
+    def __init__(self, started: float, send: Callable[[str], None] | None = None) -> None:
+        self.send = send
         self.started = started
         self.answer_parts: list[str] = []
         self.reasoning_parts: list[str] = []
@@ -229,8 +233,8 @@ class AnswerRelay:
                 self.flush()
 
     def flush(self) -> None:
-        if self.unsent:
-            events.publish(self.question, "token", {"text": "".join(self.unsent)})
+        if self.unsent and self.send is not None:
+            self.send("".join(self.unsent))
             self.unsent.clear()
             self.last_sent = time.monotonic()
 
@@ -243,14 +247,20 @@ class AnswerRelay:
         return "".join(self.reasoning_parts)
 
 
-def generate(model: Any, prompt: str, relay: AnswerRelay, stop: threading.Event) -> GenerationStats:
+def generate(
+    model: Any,
+    prompt: str,
+    relay: AnswerRelay,
+    stop: threading.Event,
+    max_tokens: int | None = None,
+) -> GenerationStats:
     """Run the model over the prompt, feeding its reply through the chat format's reader
     into ``relay``; checks ``stop`` between tokens."""
     reader = model.format.reader()
     stats = GenerationStats()
     for text in model.stream(
         prompt,
-        max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
+        max_tokens=max_tokens or settings.LLM_MAX_ANSWER_TOKENS,
         temperature=settings.LLM_TEMPERATURE,
         top_p=settings.LLM_TOP_P,
         should_stop=stop.is_set,

@@ -53,12 +53,16 @@ CANARY_PARAMS = {
     "citation_id",
 }
 # Parameters that name something else (people, memberships): only "no canary byte" holds.
-OTHER_PARAMS = {"user_id", "membership_id"}
+OTHER_PARAMS = {"user_id", "membership_id", "golden_set_id", "run_id"}
 # Routes that end the caller's own session (and take no id): calling them would only sign
 # the attacker out for the rest of the walk.
 SIGNS_OUT = {"logout/"}
 # Values for string parameters, per name.
-STRING_SAMPLES = {"action": ["delete", "retry", "cancel", "file"], "active": ["deactivate"]}
+STRING_SAMPLES = {
+    "action": ["delete", "retry", "cancel", "file"],
+    "active": ["deactivate"],
+    "fmt": ["html", "csv", "json"],
+}
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 

@@ -32,6 +32,11 @@ class Action(models.TextChoices):
     USER_DEACTIVATE = "user_deactivate", "Deactivated a user"
     USER_ACTIVATE = "user_activate", "Reactivated a user"
     ROLE_CHANGE = "role_change", "Changed a role"
+    GOLDEN_SET_VERSION = "golden_set_version", "Added a golden set version"
+    PILOT_CONFIGURATION = "pilot_configuration", "Saved a pilot configuration"
+    PILOT_RUN_START = "pilot_run_start", "Started a pilot run"
+    PILOT_RUN_END = "pilot_run_end", "A pilot run ended"
+    PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
 
 
 class AuditEvent(models.Model):

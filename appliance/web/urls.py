@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from appliance.web import auditor, operator, sharing, views
+from appliance.web import auditor, operator, pilot, sharing, views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -22,6 +22,16 @@ urlpatterns = [
     path("audit/", auditor.audit_log, name="audit"),
     path("audit/export", auditor.audit_download, name="audit-export"),
     path("audit/verify", auditor.audit_verify, name="audit-verify"),
+    path("pilot/", pilot.index, name="pilot"),
+    path("pilot/golden-sets", pilot.upload_golden_set, name="pilot-upload"),
+    path("pilot/golden-sets/<int:golden_set_id>/", pilot.golden_set, name="pilot-golden-set"),
+    path("pilot/configurations", pilot.save_configuration, name="pilot-configure"),
+    path("pilot/runs", pilot.start_run, name="pilot-start"),
+    path("pilot/runs/<int:run_id>/", pilot.run, name="pilot-run"),
+    path("pilot/runs/<int:run_id>/progress", pilot.run_progress, name="pilot-run-progress"),
+    path("pilot/runs/<int:run_id>/cancel", pilot.cancel_run, name="pilot-run-cancel"),
+    path("pilot/compare", pilot.compare, name="pilot-compare"),
+    path("pilot/compare.<str:fmt>", pilot.compare_download, name="pilot-compare-download"),
     path("operator/", operator.index, name="operator"),
     path(
         "operator/departments/create",

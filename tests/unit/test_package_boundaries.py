@@ -82,6 +82,17 @@ def test_ingest_never_imports_inference() -> None:
     assert found == []
 
 
+def test_answering_never_imports_the_pilot_workbench_that_sits_above_it() -> None:
+    found = [
+        f"{path}:{line} imports {name}"
+        for path, tree in _sources("inference", "ingest")
+        if not path.startswith("inference/pilot/")
+        for line, name in _all_imports(tree)
+        if name.startswith("inference.pilot")
+    ]
+    assert found == []
+
+
 def test_the_core_imports_ingest_and_inference_only_in_its_wiring() -> None:
     found = [
         f"{path}:{line} imports {name}"

@@ -1,0 +1,244 @@
+"""Answering golden questions under a configuration, as a chosen person would.
+
+The steps are the answer worker's own (``inference.answering``: search within the person's
+access, pack passages, compose the prompt, generate, verify citations); only the knobs come
+from the configuration instead of the settings, and nothing is sent to a browser or stored
+as the person's question. A judge configuration, when the run has one, scores each answer
+against the expected one; its prompt and output are kept for a person to check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from inference import answering, prompts
+from inference.catalog import spec_for
+from inference.conversation import History
+from inference.llm.backend import LocalModel, get_model
+from inference.llm.base import ChatFormat, GenerationStats, LanguageModel, ModelUnavailable
+from inference.llm.formats import HarmonyFormat
+from inference.llm.remote import RemoteModel
+from inference.pilot import goldens
+from inference.pilot.models import Backend, Configuration, GoldenQuestion
+from inference.retrieval import Hit, Params, search
+from ingest.models import Document
+
+# The refusal, and the words by which an answer that says the same in other words is
+# counted as a refusal (the model may write it itself, or in the question's language).
+_REFUSALS = re.compile(
+    r"could not find this in the documents|fant ikke dette i dokumentene|"
+    r"konnte dies in den dokumenten.*nicht finden",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Outcome:
+    """One golden question answered: the fields of a ``RunAnswer``."""
+
+    answer: str = ""
+    refused: bool = False
+    language: str = ""
+    retrieved: list[dict[str, Any]] | None = None
+    cited: list[dict[str, Any]] | None = None
+    ttft_ms: int | None = None
+    total_ms: int | None = None
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str = ""
+
+
+# --- the model a configuration names ------------------------------------------------------
+
+
+class _WithFormat:
+    """A loaded model read and prompted with another chat format (a configuration's own
+    reasoning effort), so the shared model itself is never changed."""
+
+    def __init__(self, model: LanguageModel, chat_format: ChatFormat) -> None:
+        self.model = model
+        self.format = chat_format
+        self.context = model.context
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+    def stream(self, prompt: str, **kwargs: Any) -> Any:
+        return self.model.stream(prompt, **kwargs)
+
+
+_extra: dict[tuple[str, ...], LanguageModel] = {}
+_extra_lock = threading.Lock()
+
+
+def _local_path(name: str) -> Path:
+    """The GGUF a local configuration names: a catalogue name or a file in the models
+    folder (never a path elsewhere)."""
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ModelUnavailable(f"“{name}” is not a model name or a file in the models folder.")
+    filename = name if name.endswith(".gguf") else spec_for(name).filename
+    return settings.MODELS_DIR / filename
+
+
+def _api_key(setting: str) -> str:
+    if not setting:
+        return "none"
+    key = os.environ.get(setting, "")
+    if not key and os.environ.get(f"{setting}_FILE"):
+        key = Path(os.environ[f"{setting}_FILE"]).read_text().strip()
+    if not key:
+        raise ModelUnavailable(f"The setting {setting} that should hold the API key is empty.")
+    return key
+
+
+def _load(config: Configuration) -> LanguageModel:
+    chat_format = config.chat_format or spec_for(config.model).chat_format
+    if config.backend == Backend.OPENAI:
+        return RemoteModel(
+            config.server_url,
+            model=config.model,
+            chat_format=chat_format,
+            api_key=_api_key(config.api_key_setting),
+            timeout=settings.LLM_SERVER_TIMEOUT_SECONDS,
+            context=settings.LLM_CONTEXT_TOKENS,
+        )
+    path = _local_path(config.model)
+    if settings.LLM_BACKEND != "openai" and path == settings.LLM_MODEL_PATH:
+        return get_model()  # the worker's own model: loaded once, shared
+    key = ("local", str(path), chat_format)
+    with _extra_lock:
+        if key not in _extra:
+            _extra.clear()  # one other model at a time: memory, not speed, is short
+            _extra[key] = LocalModel(
+                path,
+                chat_format=chat_format,
+                context=settings.LLM_CONTEXT_TOKENS,
+                threads=settings.LLM_THREADS,
+                gpu_layers=settings.LLM_GPU_LAYERS,
+                seed=settings.LLM_SEED,
+            )
+        return _extra[key]
+
+
+def model_for(config: Configuration) -> LanguageModel:
+    model = _load(config)
+    if isinstance(model.format, HarmonyFormat):
+        by_id = bool(getattr(model, "markers", None))
+        return _WithFormat(model, HarmonyFormat(config.reasoning_effort, by_token_id=by_id))
+    return model
+
+
+def params_for(config: Configuration) -> Params:
+    base = Params.from_settings()
+    return replace(base, reranker=base.reranker if config.reranker else "")
+
+
+# --- one golden question ------------------------------------------------------------------
+
+
+def _document_json(hit: Hit, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "document_id": hit.document_id,
+        "title": hit.title,
+        "name": names.get(hit.document_id, ""),
+        "page": hit.page,
+        "chunk_id": hit.chunk_id,
+    }
+
+
+def _file_names(hits: list[Hit]) -> dict[int, str]:
+    ids = {h.document_id for h in hits}
+    return dict(Document.objects.filter(pk__in=ids).values_list("pk", "original_name"))
+
+
+def answer(
+    golden: GoldenQuestion,
+    config: Configuration,
+    person: Any,
+    scope: list[int] | None,
+    stop: threading.Event | None = None,
+) -> Outcome:
+    """Answer one golden question under ``config`` as ``person`` would be answered, within
+    ``scope`` (see ``appliance.access.pilot_run_scope``)."""
+    started = time.monotonic()
+    model = model_for(config)
+    text = golden.question
+    hits = search(
+        person,
+        text,
+        answering.QueryVectors(text),
+        k=config.top_k,
+        narrow_to=scope,
+        mode=config.retrieval_mode,
+        params=params_for(config),
+    )
+    names = _file_names(hits)
+    outcome = Outcome(retrieved=[_document_json(h, names) for h in hits], cited=[])
+    relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
+    if not relevant:
+        outcome.answer = prompts.NOT_FOUND
+        outcome.refused = True
+        outcome.total_ms = int((time.monotonic() - started) * 1000)
+        outcome.language = goldens.detect_language(outcome.answer)
+        return outcome
+    packed = prompts.pack_sources(relevant, model.count_tokens, config.context_budget)
+    sources, listed, again = History().number(packed)
+    prompt = answering.compose_prompt(model, History(), text, listed, again)
+    relay = answering.AnswerRelay(started)
+    stats: GenerationStats = answering.generate(
+        model, prompt, relay, stop or threading.Event(), max_tokens=config.max_answer_tokens
+    )
+    reply, cited = answering.verify_citations(relay.answer.strip(), {s.n for s in sources})
+    by_number = {s.n: s for s in sources}
+    outcome.answer = reply
+    outcome.refused = bool(_REFUSALS.search(reply)) or not reply
+    outcome.cited = [
+        {"n": n, **_document_json(by_number[n].hit, names)} for n in cited if n in by_number
+    ]
+    outcome.ttft_ms = relay.ttft_ms
+    outcome.total_ms = int((time.monotonic() - started) * 1000)
+    outcome.prompt_tokens = stats.prompt_tokens
+    outcome.output_tokens = stats.completion_tokens
+    outcome.language = goldens.detect_language(reply)
+    return outcome
+
+
+# --- the judge ----------------------------------------------------------------------------
+
+JUDGE_PROMPT = """\
+You grade an assistant's answer against the expected answer to a question.
+Question: {question}
+Expected answer: {expected}
+Assistant's answer: {answer}
+Does the assistant's answer state the expected answer's facts, without contradicting them?
+Reply with one line: "SCORE: n" where n is a whole number from 0 (wrong or missing) to 10
+(fully correct), then one short sentence saying why."""
+
+_SCORE = re.compile(r"SCORE\s*[:=]?\s*(\d{1,2})", re.IGNORECASE)
+
+
+def judge(
+    golden: GoldenQuestion, reply: str, config: Configuration
+) -> tuple[float | None, str, str]:
+    """(score from 0 to 1 or None when the judge gave none, the prompt, its output)."""
+    if not golden.expected_answer or not golden.answerable:
+        return None, "", ""
+    text = JUDGE_PROMPT.format(
+        question=golden.question, expected=golden.expected_answer, answer=reply or "(nothing)"
+    )
+    model = model_for(config)
+    prompt = model.format.render("You are a careful grader.", "", text, [])
+    relay = answering.AnswerRelay(time.monotonic())
+    answering.generate(model, prompt, relay, threading.Event(), max_tokens=64)
+    output = relay.answer.strip()
+    found = _SCORE.search(output)
+    score = min(int(found.group(1)), 10) / 10 if found else None
+    return score, prompt, output

@@ -1,0 +1,249 @@
+"""``python manage.py pilot``: the pilot workbench for operators and gates.
+
+    pilot configure NAME --model M [--mode hybrid --top-k 8 ...]
+    pilot run --golden-set ID|FILE --config NAME --as USER [--judge NAME] [--json]
+    pilot compare RUN RUN [...] [--fail-if-worse MEASURE=TOLERANCE ...] [--html F] [--json]
+    pilot eval-set scifact|xquad --department D [--limit N]
+
+``run`` queues the run on the answer queue and shows its progress (``--inline`` answers in
+this process instead, without workers). ``compare`` exits non-zero when a later run is
+worse than the first by more than a tolerance, so a model or setting change that makes
+answers worse fails loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from appliance.accounts.models import Department, User
+from inference.pilot import actions, compare, goldens, report, runner, workbench
+from inference.pilot.models import Configuration, GoldenSetVersion, Run, RunStatus
+
+
+class Command(BaseCommand):
+    help = "Pilot workbench: configurations, runs over golden sets, comparisons and gates."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+
+        configure = sub.add_parser("configure", help="create or change a configuration")
+        configure.add_argument("name")
+        configure.add_argument("--backend", choices=["local", "openai"])
+        configure.add_argument(
+            "--model", help="catalogue name, GGUF file in the models folder, or the server's model"
+        )
+        configure.add_argument("--server-url")
+        configure.add_argument("--api-key-setting", help="the setting that holds the API key")
+        configure.add_argument("--chat-format", choices=["harmony", "template"])
+        configure.add_argument(
+            "--effort", dest="reasoning_effort", choices=["low", "medium", "high"]
+        )
+        configure.add_argument(
+            "--mode", dest="retrieval_mode", choices=["hybrid", "dense", "fulltext"]
+        )
+        configure.add_argument("--top-k", type=int)
+        configure.add_argument("--reranker", action=argparse.BooleanOptionalAction, default=None)
+        configure.add_argument("--context-budget", type=int)
+        configure.add_argument("--max-answer-tokens", type=int)
+        configure.add_argument("--cost", help="the cost model as JSON (see docs/pilot.md)")
+
+        run = sub.add_parser("run", help="answer a golden set under a configuration")
+        run.add_argument(
+            "--golden-set", required=True, help="a golden set version id, or a CSV/JSONL file"
+        )
+        run.add_argument("--config", required=True)
+        run.add_argument(
+            "--as", dest="as_user", required=True, help="answer as this person would be answered"
+        )
+        run.add_argument(
+            "--judge", help="a configuration that scores answers against expected ones"
+        )
+        run.add_argument("--name", help="golden set name when --golden-set is a file")
+        run.add_argument(
+            "--inline", action="store_true", help="answer in this process, not on the answer queue"
+        )
+        run.add_argument(
+            "--measure-overhead",
+            action="store_true",
+            help="also ask the same questions one by one and report overhead_ratio",
+        )
+        run.add_argument("--json", action="store_true")
+
+        cmp = sub.add_parser("compare", help="compare runs; the first is the baseline")
+        cmp.add_argument("runs", nargs="+", type=int)
+        cmp.add_argument(
+            "--fail-if-worse", action="append", default=[], metavar="MEASURE=TOLERANCE"
+        )
+        cmp.add_argument("--html", type=Path, help="write the self-contained HTML report here")
+        cmp.add_argument("--csv", type=Path, help="write every question of every run here")
+        cmp.add_argument("--json", action="store_true")
+
+        evalset = sub.add_parser(
+            "eval-set", help="load SciFact or XQuAD as a collection and a golden set"
+        )
+        evalset.add_argument("which", choices=["scifact", "xquad"])
+        evalset.add_argument("--department", required=True)
+        evalset.add_argument("--limit", type=int, default=100)
+        evalset.add_argument(
+            "--corpus", type=Path, default=settings.BASE_DIR.parent / "shared" / "corpus"
+        )
+        evalset.add_argument("--unanswerable", type=int, default=50)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        getattr(self, "_" + options["action"].replace("-", "_"))(options)
+
+    # --- configure ------------------------------------------------------------------------
+
+    def _configure(self, options: dict[str, Any]) -> None:
+        fields = {
+            key: options[key]
+            for key in actions.CONFIGURATION_FIELDS
+            if key != "cost" and options.get(key) is not None
+        }
+        if options.get("cost"):
+            try:
+                fields["cost"] = json.loads(options["cost"])
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"--cost is not JSON: {exc}") from None
+        exists = Configuration.objects.filter(name=options["name"]).exists()
+        if not exists and "model" not in fields:
+            raise CommandError("A new configuration needs --model.")
+        config = actions.save_configuration(None, options["name"], **fields)
+        self.stdout.write(json.dumps({"configuration": config.name, **actions.snapshot(config)}))
+
+    # --- run ------------------------------------------------------------------------------
+
+    def _run(self, options: dict[str, Any]) -> None:
+        person = _user(options["as_user"])
+        config = _configuration(options["config"])
+        judge = _configuration(options["judge"]) if options.get("judge") else None
+        version = self._golden_version(options["golden_set"], person, options.get("name"))
+        started = time.monotonic()
+        run = actions.start_run(None, version, config, person, judge=judge)
+        if options["inline"]:
+            while runner.step(run.pk) == runner.MORE:
+                run.refresh_from_db()
+                self._progress(run)
+        else:
+            self._wait(run)
+        run_seconds = time.monotonic() - started
+        run.refresh_from_db()
+        if run.status != RunStatus.DONE:
+            raise CommandError(f"Run {run.pk} ended {run.status}: {run.error or 'see the log'}")
+        result = {"run_id": run.pk, **run.measures, "overhead_ratio": None}
+        if options["measure_overhead"]:
+            baseline = workbench.ask_one_by_one(version, person, inline=options["inline"])
+            result["overhead_ratio"] = round(run_seconds / baseline, 4) if baseline else None
+            result["run_seconds"] = round(run_seconds, 2)
+            result["one_by_one_seconds"] = round(baseline, 2)
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            self.stdout.write(workbench.summary_lines(result))
+
+    def _golden_version(self, value: str, person: User, name: str | None) -> GoldenSetVersion:
+        if value.isdigit():
+            found = GoldenSetVersion.objects.filter(pk=int(value)).first()
+            if found is None:
+                raise CommandError(f"No golden set version {value}.")
+            return found
+        path = Path(value)
+        if not path.is_file():
+            raise CommandError(f"{value} is neither a golden set version id nor a file.")
+        parsed = goldens.parse_file(path.name, path.read_bytes())
+        if parsed.fatal:
+            raise CommandError(parsed.fatal)
+        rows, errors = workbench.usable_rows(parsed, person)
+        for error in errors:
+            self.stderr.write(str(error))
+        if not rows:
+            raise CommandError("No usable question in the file.")
+        department = workbench.home_department(person)
+        return actions.create_golden_set(None, name or path.stem, department, rows, note=path.name)
+
+    def _wait(self, run: Run) -> None:
+        while True:
+            run.refresh_from_db()
+            self._progress(run)
+            if run.is_final:
+                return
+            time.sleep(1)
+
+    def _progress(self, run: Run) -> None:
+        width = 30
+        filled = width * run.done // max(run.total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {run.done}/{run.total}")
+        if run.is_final or run.done >= run.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    # --- compare --------------------------------------------------------------------------
+
+    def _compare(self, options: dict[str, Any]) -> None:
+        if len(options["runs"]) < 2:
+            raise CommandError("Name at least two runs; the first is the baseline.")
+        runs = [_run(pk) for pk in options["runs"]]
+        comparison = workbench.comparison(runs)
+        try:
+            tolerances = compare.parse_tolerances(options["fail_if_worse"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        failures = compare.gate(comparison, tolerances)
+        if options.get("html"):
+            options["html"].write_text(report.html_report(comparison, workbench.runs_meta(runs)))
+        if options.get("csv"):
+            options["csv"].write_text(report.questions_csv(comparison))
+        if options["json"]:
+            body = {**comparison.as_dict(), "gate_failures": failures}
+            self.stdout.write(json.dumps(body, indent=2, ensure_ascii=False))
+        else:
+            self.stdout.write(workbench.comparison_lines(comparison))
+        if failures:
+            raise CommandError("Worse than the baseline:\n" + "\n".join(failures))
+
+    # --- eval-set -------------------------------------------------------------------------
+
+    def _eval_set(self, options: dict[str, Any]) -> None:
+        department = Department.objects.filter(name=options["department"]).first()
+        if department is None:
+            raise CommandError(f"No department called {options['department']!r}.")
+        version = workbench.load_eval_set(
+            options["which"],
+            options["corpus"],
+            department,
+            limit=options["limit"],
+            unanswerable=options["unanswerable"],
+            progress=lambda line: self.stderr.write(line),
+        )
+        self.stdout.write(
+            json.dumps({"golden_set_version": version.pk, "questions": version.questions.count()})
+        )
+
+
+def _user(username: str) -> User:
+    found = User.objects.filter(username=username, is_active=True).first()
+    if found is None:
+        raise CommandError(f"No active person called {username!r}.")
+    return found
+
+
+def _configuration(name: str) -> Configuration:
+    found = Configuration.objects.filter(name=name).first()
+    if found is None:
+        raise CommandError(f"No configuration called {name!r}; create it with `pilot configure`.")
+    return found
+
+
+def _run(pk: int) -> Run:
+    found = Run.objects.filter(pk=pk).first()
+    if found is None:
+        raise CommandError(f"No run {pk}.")
+    return found
