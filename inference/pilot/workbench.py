@@ -5,10 +5,15 @@ one-by-one baseline that ``overhead_ratio`` is measured against."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from django.utils import timezone
 
 from appliance.accounts.models import READER_ROLES, Department, Membership
 from inference import actions as inference_actions
@@ -186,3 +191,50 @@ def load_eval_set(
     return actions.create_golden_set(
         None, f"{which} ({len(converted.rows)} questions)", department, converted.rows, note=which
     )
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())[:60]
+
+
+def _host() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores{', ' + model if model else ''}, {platform.platform()}"
+
+
+def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]) -> Path:
+    """A dated measurement record of a run, written from the run's own figures."""
+    day = timezone.now().date().isoformat()
+    names = f"{_slug(run.golden_version.golden_set.name)}-{_slug(run.configuration.name)}"
+    path = folder / f"{day}-pilot-{names}.md"
+    by_language = result.get("by_language") or {}
+    languages = sorted(by_language)
+    lines = [
+        f"# Pilot run: {run.golden_version} under “{run.configuration.name}”",
+        "",
+        f"- date: {day}; host: {_host()}",
+        f"- command: `python manage.py {' '.join(argv[2:] if len(argv) > 2 else argv)}`",
+        f"- answered as: {run.as_user.username}; judge: {run.judge.name if run.judge else 'none'}",
+        f"- configuration: `{json.dumps(run.configuration_snapshot, ensure_ascii=False)}`",
+        "- overhead_ratio (run time / the same questions asked one by one): "
+        f"{result.get('overhead_ratio')}",
+        "",
+        "| measure | all | " + " | ".join(languages) + " |",
+        "|---|---|" + "---|" * len(languages),
+    ]
+    for name, measure in MEASURES.items():
+        if name not in result:
+            continue
+        cells = [str(by_language[lang].get(name)) for lang in languages]
+        lines.append(f"| {measure.label} | {result[name]} | " + " | ".join(cells) + " |")
+    lines += ["", "Definitions: docs/pilot.md and inference/pilot/measures.py.", ""]
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path

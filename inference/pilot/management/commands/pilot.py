@@ -76,6 +76,12 @@ class Command(BaseCommand):
             help="also ask the same questions one by one and report overhead_ratio",
         )
         run.add_argument("--json", action="store_true")
+        run.add_argument(
+            "--record",
+            type=Path,
+            metavar="FOLDER",
+            help="also write the figures as a dated record there (docs/benchmarks)",
+        )
 
         cmp = sub.add_parser("compare", help="compare runs; the first is the baseline")
         cmp.add_argument("runs", nargs="+", type=int)
@@ -144,6 +150,9 @@ class Command(BaseCommand):
             result["overhead_ratio"] = round(run_seconds / baseline, 4) if baseline else None
             result["run_seconds"] = round(run_seconds, 2)
             result["one_by_one_seconds"] = round(baseline, 2)
+        if options.get("record"):
+            path = workbench.write_record(options["record"], run, result, sys.argv)
+            self.stderr.write(f"wrote {path}\n")
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2, ensure_ascii=False))
         else:
