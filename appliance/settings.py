@@ -249,6 +249,10 @@ LLM_TOP_P = env.float("APPLIANCE_LLM_TOP_P", 1.0 if LLM_CHAT_FORMAT == "harmony"
 LLM_REPEAT_PENALTY = env.float(
     "APPLIANCE_LLM_REPEAT_PENALTY", 1.0 if LLM_CHAT_FORMAT == "harmony" else 1.15
 )
+# A reply whose last tokens are one run of 4 to 48 tokens written this many times over is
+# stopped: a small model that starts to loop would otherwise write the same sentence until
+# the answer's token limit. 0 turns it off.
+LLM_REPETITION_STOP = env.int("APPLIANCE_LLM_REPETITION_STOP", 3, minimum=0)
 LLM_REASONING_EFFORT = env.choice(
     "APPLIANCE_LLM_REASONING_EFFORT", "low", ("low", "medium", "high")
 )

@@ -172,6 +172,7 @@ class LocalModel:
         }
         if temperature >= 1.0 and top_p >= 1.0:
             sampling.update(top_k=0, min_p=0.0)  # plain sampling, as recommended for gpt-oss
+        repeats = settings.LLM_REPETITION_STOP
         with self.lock:
             stats.stopped_by = "length"
             for token in self.llama.generate(tokens, reset=True, **sampling):
@@ -207,6 +208,9 @@ class LocalModel:
                 if should_stop():
                     stats.stopped_by = "cancelled"
                     break
+                if repeats and looping(produced, repeats):
+                    stats.stopped_by = "repetition"
+                    break
                 if len(produced) >= max_tokens:
                     break
             stats.completion_tokens = len(produced)
@@ -224,6 +228,23 @@ class LocalModel:
 
     def _text_of(self, token: int) -> str:
         return self.llama.detokenize([token], special=True).decode("utf-8", "replace")
+
+
+LOOP_PERIODS = range(4, 49)
+
+
+def looping(tokens: list[int], repeats: int) -> bool:
+    """Whether the tokens end in one run of 4 to 48 tokens written ``repeats`` times in a
+    row (a loop, not a list: a list's items differ somewhere)."""
+    for period in LOOP_PERIODS:
+        span = period * repeats
+        if len(tokens) < span:
+            return False
+        tail = tokens[-span:]
+        block = tail[-period:]
+        if all(tail[i : i + period] == block for i in range(0, span - period, period)):
+            return True
+    return False
 
 
 def _common_prefix(a: Any, b: list[int]) -> int:

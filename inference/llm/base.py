@@ -24,7 +24,7 @@ class GenerationStats:
     reused_prefix_tokens: int = 0
     first_token_s: float | None = None
     total_s: float = 0.0
-    stopped_by: str = ""  # "stop", "length", "cancelled"
+    stopped_by: str = ""  # "stop", "length", "cancelled", "repetition"
 
 
 class SpecialToken(str):
