@@ -59,6 +59,11 @@ class Question(models.Model):
     # Collection ids the asker narrowed the question to; empty means all they may read.
     # Access is checked again at retrieval time, never taken from here alone.
     scope = models.JSONField(default=list, blank=True)
+    # Ids of documents the question is about as a whole: the one the asker picked (set when
+    # asking), or, once answered, those the answer read whole (picked, named in the
+    # question, or carried from the conversation). Access is checked again when answering,
+    # never taken from here alone (inference.documents).
+    documents = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16, choices=QuestionStatus.choices, default=QuestionStatus.QUEUED
     )
