@@ -37,6 +37,7 @@ class Action(models.TextChoices):
     PILOT_RUN_START = "pilot_run_start", "Started a pilot run"
     PILOT_RUN_END = "pilot_run_end", "A pilot run ended"
     PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
+    GOLDEN_DRAFTS = "golden_drafts", "Drafted or reviewed golden set questions"
 
 
 class AuditEvent(models.Model):

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from appliance import access
 from appliance.accounts.models import Department, Role, User
+from appliance.web import pilot_drafts
 from appliance.web.guards import only_for
 from inference.pilot import actions, goldens, plots, report, runner, workbench
 from inference.pilot.measures import DEFAULT_LOCAL_COST, EXAMPLE_API_PRICES, MEASURES
@@ -115,7 +116,12 @@ def golden_set(request: HttpRequest, golden_set_id: int) -> HttpResponse:
     return render(
         request,
         "pilot/golden_set.html",
-        {"golden_set": found, "latest": latest, "questions": questions},
+        {
+            "golden_set": found,
+            "latest": latest,
+            "questions": questions,
+            **pilot_drafts.context(request.user, found),
+        },
     )
 
 

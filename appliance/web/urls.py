@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from appliance.web import auditor, operator, pilot, sharing, views
+from appliance.web import auditor, operator, pilot, pilot_drafts, sharing, views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -25,6 +25,27 @@ urlpatterns = [
     path("pilot/", pilot.index, name="pilot"),
     path("pilot/golden-sets", pilot.upload_golden_set, name="pilot-upload"),
     path("pilot/golden-sets/<int:golden_set_id>/", pilot.golden_set, name="pilot-golden-set"),
+    path("pilot/golden-sets/new", pilot_drafts.create_empty, name="pilot-new-golden-set"),
+    path(
+        "pilot/golden-sets/<int:golden_set_id>/drafts",
+        pilot_drafts.request_drafts,
+        name="pilot-drafts",
+    ),
+    path(
+        "pilot/golden-sets/<int:golden_set_id>/drafts/progress",
+        pilot_drafts.progress,
+        name="pilot-drafts-progress",
+    ),
+    path(
+        "pilot/golden-sets/<int:golden_set_id>/drafts/review",
+        pilot_drafts.review,
+        name="pilot-drafts-review",
+    ),
+    path(
+        "pilot/golden-sets/<int:golden_set_id>/drafts/stop",
+        pilot_drafts.stop,
+        name="pilot-drafts-stop",
+    ),
     path("pilot/configurations", pilot.save_configuration, name="pilot-configure"),
     path("pilot/runs", pilot.start_run, name="pilot-start"),
     path("pilot/runs/<int:run_id>/", pilot.run, name="pilot-run"),

@@ -12,16 +12,21 @@ from django.utils import timezone
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from inference.pilot import tasks
+from inference.pilot import drafts, goldens, tasks
 from inference.pilot.goldens import GoldenRow
 from inference.pilot.models import (
     Configuration,
+    Draft,
+    DraftBatch,
+    DraftBatchStatus,
+    DraftStatus,
     GoldenQuestion,
     GoldenSet,
     GoldenSetVersion,
     Run,
     RunStatus,
 )
+from ingest.models import Collection
 
 
 def add_version(
@@ -153,6 +158,150 @@ def cancel_run(actor: Any, run: Run) -> bool:
         if updated:
             audit.record(Action.PILOT_RUN_CANCEL, actor=actor, obj=run, details={})
     return bool(updated)
+
+
+# --- drafted questions (see inference.pilot.drafts) ---------------------------------------
+
+
+def request_drafts(
+    actor: Any, golden_set: GoldenSet, collection: Collection, count: int
+) -> DraftBatch | None:
+    """Queue drafting of up to ``count`` questions from passages of ``collection`` that
+    ``actor`` may read, for ``golden_set``; None when there is no passage left to draft
+    from (passages drafted for this set before are not drafted again)."""
+    count = max(1, min(count, drafts.MAX_DRAFTS))
+    seen = Draft.objects.filter(golden_set=golden_set).values_list("chunk_id", flat=True)
+    chunk_ids = drafts.sample_passages(actor, collection, count, exclude=seen)
+    if not chunk_ids:
+        return None
+    with transaction.atomic():
+        batch = DraftBatch.objects.create(
+            golden_set=golden_set,
+            collection=collection,
+            collection_name=collection.name[:200],
+            requested_by=_person(actor),
+            chunk_ids=chunk_ids,
+            asked=count,
+            total=len(chunk_ids),
+        )
+        audit.record(
+            Action.GOLDEN_DRAFTS,
+            actor=actor,
+            obj=batch,
+            details={
+                "change": "requested",
+                "golden_set": golden_set.name,
+                "collection": collection.name,
+                "asked": count,
+                "passages": len(chunk_ids),
+            },
+        )
+        tasks.enqueue_drafts_after_commit(batch.pk)
+    return batch
+
+
+def stop_drafting(actor: Any, batch: DraftBatch) -> bool:
+    """Stop a batch before its next passage; the drafts written so far stay for review."""
+    with transaction.atomic():
+        now = timezone.now()
+        updated = DraftBatch.objects.filter(
+            pk=batch.pk, status__in=[DraftBatchStatus.QUEUED, DraftBatchStatus.DRAFTING]
+        ).update(status=DraftBatchStatus.STOPPED, finished_at=now, updated_at=now)
+        if updated:
+            audit.record(
+                Action.GOLDEN_DRAFTS,
+                actor=actor,
+                obj=batch,
+                details={"change": "stopped", "golden_set": batch.golden_set.name},
+            )
+    return bool(updated)
+
+
+def review_drafts(
+    actor: Any, golden_set: GoldenSet, decisions: Sequence[drafts.Decision]
+) -> drafts.Review:
+    """Apply a curator's decisions on pending drafts of ``golden_set``: edits are saved,
+    rejected drafts closed, and the accepted ones (with their edits) join the set's next
+    version beside every question of the latest one. Drafts no longer pending (another
+    curator got there first) and drafts of other sets are left alone. A draft whose text
+    breaks a golden set's rules, or repeats a question of the set, stays pending with the
+    reason in ``problems``. The audit row names drafts by id, never their text: an
+    auditor reads no documents, and drafts are made of them."""
+    review = drafts.Review()
+    wanted = {decision.draft_id: decision for decision in decisions}
+    with transaction.atomic():
+        locked = GoldenSet.objects.select_for_update().get(pk=golden_set.pk)
+        pending = Draft.objects.select_for_update().filter(
+            golden_set=locked, status=DraftStatus.PENDING, pk__in=list(wanted)
+        )
+        latest = locked.latest
+        existing = (
+            [GoldenRow(**q.as_row()) for q in latest.questions.order_by("position")]
+            if latest
+            else []
+        )
+        keys = {goldens.question_key(row.question) for row in existing}
+        now, reviewer = timezone.now(), _person(actor)
+        accepted: list[Draft] = []
+        for draft in pending.order_by("created_at", "id"):
+            decision = wanted[draft.pk]
+            if decision.action == drafts.REJECT:
+                draft.status, draft.reviewed_by, draft.reviewed_at = (
+                    DraftStatus.REJECTED,
+                    reviewer,
+                    now,
+                )
+                draft.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+                review.rejected.append(draft.pk)
+                continue
+            question = " ".join(decision.question.split())
+            answer = decision.expected_answer.strip()
+            shown = f"Draft “{(question or draft.question)[:60]}”"
+            problem = drafts.check_edit(question, answer)
+            if problem:
+                review.problems.append(f"{shown}: {problem}. It was left for review.")
+                continue
+            if (question, answer) != (draft.question, draft.expected_answer):
+                draft.question, draft.expected_answer = question, answer
+                draft.language = goldens.detect_language(question) or draft.language
+                draft.save(update_fields=["question", "expected_answer", "language"])
+                review.edited.append(draft.pk)
+            if decision.action != drafts.ACCEPT:
+                continue
+            key = goldens.question_key(question)
+            if key in keys:
+                review.problems.append(
+                    f"{shown}: the set already holds this question. It was left for review."
+                )
+                continue
+            keys.add(key)
+            accepted.append(draft)
+        if accepted:
+            rows = existing + [drafts.golden_row(draft) for draft in accepted]
+            note = f"{len(accepted)} drafted question{'s' if len(accepted) != 1 else ''} accepted"
+            review.version = add_version(actor, locked, rows, note=note)
+            Draft.objects.filter(pk__in=[draft.pk for draft in accepted]).update(
+                status=DraftStatus.ACCEPTED,
+                accepted_in=review.version,
+                reviewed_by=reviewer,
+                reviewed_at=now,
+            )
+            review.accepted = [draft.pk for draft in accepted]
+        if review.changed:
+            audit.record(
+                Action.GOLDEN_DRAFTS,
+                actor=actor,
+                obj=locked,
+                details={
+                    "change": "reviewed",
+                    "golden_set": locked.name,
+                    "accepted": review.accepted,
+                    "edited": review.edited,
+                    "rejected": review.rejected,
+                    "version": review.version.number if review.version else None,
+                },
+            )
+    return review
 
 
 def _person(actor: Any) -> Any:

@@ -245,3 +245,116 @@ class RunAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id}, question {self.golden_id}"
+
+
+# --- drafted questions --------------------------------------------------------------------
+
+
+class DraftBatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DRAFTING = "drafting", "Drafting"
+    DONE = "done", "Done"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+class DraftBatch(models.Model):
+    """A curator's request to draft questions from passages of one collection, with the
+    local model, into one golden set. The row is the truth of its progress: ``chunk_ids``
+    are the passages sampled when it was asked for, ``done`` how many of them the worker
+    has read, ``drafted`` how many gave a usable question (see ``inference.pilot.drafts``).
+    """
+
+    golden_set = models.ForeignKey(GoldenSet, on_delete=models.CASCADE, related_name="+")
+    # The collection may be deleted later; its name stays for the page.
+    collection = models.ForeignKey(
+        "ingest.Collection", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    collection_name = models.CharField(max_length=200)
+    # The worker reads passages as this person (Chunk.objects.visible_to): gone, it reads none.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Plain ids, not foreign keys: ingestion replaces chunks with raw deletes.
+    chunk_ids = models.JSONField(default=list, blank=True)
+    asked = models.PositiveIntegerField(default=0)  # how many the curator asked for
+    total = models.PositiveIntegerField(default=0)  # passages sampled (at most ``asked``)
+    done = models.PositiveIntegerField(default=0)
+    drafted = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=DraftBatchStatus.choices, default=DraftBatchStatus.QUEUED
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by every step, so the reconciler can tell a lost step from a slow one.
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"drafts from {self.collection_name} for {self.golden_set_id}"
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (
+            DraftBatchStatus.DONE,
+            DraftBatchStatus.STOPPED,
+            DraftBatchStatus.FAILED,
+        )
+
+
+class DraftStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for review"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class DraftQuerySet(models.QuerySet):
+    def visible_to(self, user: Any) -> DraftQuerySet:
+        return self.filter(access.pilot_filter(user, "golden_set"))
+
+
+class Draft(models.Model):
+    """A question and short answer the model wrote from one passage. It joins its golden
+    set only when a curator accepts it, in the set's next version (``accepted_in``)."""
+
+    golden_set = models.ForeignKey(GoldenSet, on_delete=models.CASCADE, related_name="drafts")
+    batch = models.ForeignKey(DraftBatch, on_delete=models.CASCADE, related_name="drafts")
+    chunk_id = models.BigIntegerField()  # the passage (a plain id, see DraftBatch)
+    document_name = models.CharField(max_length=300)  # the source, as golden sets name it
+    page = models.IntegerField(null=True, blank=True)
+    question = models.TextField()
+    expected_answer = models.TextField(blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    status = models.CharField(
+        max_length=16, choices=DraftStatus.choices, default=DraftStatus.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    accepted_in = models.ForeignKey(
+        GoldenSetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DraftQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A step delivered twice stores its passage's draft once.
+            models.UniqueConstraint(fields=["batch", "chunk_id"], name="draft_unique_passage")
+        ]
+
+    def __str__(self) -> str:
+        return self.question[:60]
