@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "appliance.accounts",
     "appliance.audit",
     "appliance.web",
+    "appliance.operations",
     "ingest",
     "inference",
     "inference.pilot",

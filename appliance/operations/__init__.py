@@ -1,0 +1,1 @@
+"""Operating the appliance: backups, restores and the doctor (docs/operations.md)."""
