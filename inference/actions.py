@@ -11,7 +11,7 @@ from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import events, tasks
 from inference.models import Conversation, Question
-from ingest.models import Collection
+from ingest.models import Collection, Document
 
 MAX_QUESTION_CHARS = 4000
 
@@ -25,11 +25,14 @@ def ask(
     text: str,
     collection_ids: Sequence[Any] | None = None,
     conversation_id: Any = None,
+    document_id: Any = None,
 ) -> Question:
     """Record the question and queue it. ``collection_ids`` can only narrow the asker's
     scope: ids they may not read are dropped (and, if nothing is left, refused the same way
     as ids that do not exist). ``conversation_id`` continues one of the asker's own
-    conversations; without it a new conversation starts."""
+    conversations; without it a new conversation starts. ``document_id`` asks about one
+    document as a whole (``inference.documents``): one the asker may not read is refused in
+    the same words as one that does not exist."""
     text = (text or "").strip()
     if not text:
         raise InvalidQuestion("Please type a question.")
@@ -46,6 +49,7 @@ def ask(
         )
         if not scope:
             raise InvalidQuestion("None of the chosen collections exist or are open to you.")
+    documents = [_document_to_ask_about(user, document_id, scope)] if document_id else []
     conversation = None
     if conversation_id not in (None, ""):
         try:
@@ -62,16 +66,31 @@ def ask(
         else:
             conversation.save(update_fields=["updated_at"])
         question = Question.objects.create(
-            user=user, text=text, scope=scope, conversation=conversation
+            user=user, text=text, scope=scope, conversation=conversation, documents=documents
         )
-        audit.record(
-            Action.QUESTION,
-            actor=user,
-            obj=question,
-            details={"text": text, "scope": scope or "all", "conversation_id": conversation.pk},
-        )
+        details = {"text": text, "scope": scope or "all", "conversation_id": conversation.pk}
+        if documents:
+            details["documents"] = documents
+        audit.record(Action.QUESTION, actor=user, obj=question, details=details)
         transaction.on_commit(lambda: tasks.enqueue(question))
     return question
+
+
+def _document_to_ask_about(user: Any, document_id: Any, scope: list[int]) -> int:
+    try:
+        wanted = int(document_id)
+    except (TypeError, ValueError):
+        raise InvalidQuestion("document_id must be a document id.") from None
+    found = Document.objects.visible_to(user).filter(pk=wanted).first()
+    if found is None:
+        raise InvalidQuestion("That document does not exist or is not open to you.")
+    if scope and found.collection_id not in scope:
+        raise InvalidQuestion(
+            "That document is not in the collections you chose. Choose its collection too, or none."
+        )
+    if not found.live_version:
+        raise InvalidQuestion("That document is still being read. Ask again once it is ready.")
+    return found.pk
 
 
 def cancel(user: Any, question: Question) -> None:

@@ -8,6 +8,12 @@
    reasoning apart, stop within a token when asked;
 6. ``store``: verify the citations, save the answer and its citations, audit, say "done".
 
+A question about whole documents ("Summarise the travel policy": picked by the asker,
+named in the question, or the conversation's; ``inference.documents``) branches off before
+step 2 (or after it, when search finds nothing above the floor): ``answer_from_documents``
+reads them part by part (``inference.reading``) and steps 4 to 6 then answer from the
+notes as from passages.
+
 Everything the asker sees travels as events on the question's Redis stream
 (``inference.events``); the database row is the truth once the answer is stored.
 """
@@ -31,7 +37,7 @@ from django.utils import timezone
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
-from inference import conversation, events, prompts
+from inference import conversation, documents, events, prompts, reading
 from inference.conversation import History
 from inference.liveness import AliveSignal, StopListener
 from inference.llm.backend import get_model
@@ -95,14 +101,45 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
 
     model = get_model()
     history = conversation.history(question)
-    hits, relevant = find_passages(question, model, history)
-    if not relevant:
-        events.publish(question, "sources", {"sources": []})
-        events.publish(question, "token", {"text": prompts.NOT_FOUND})
-        refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
-        return store(question, refusal, history, started)
+    about = documents.focus(question, history)
+    if about.unavailable:  # picked, but no longer readable: the same words as a missing one
+        return refuse(question, [], history, started)
+    if about.whole:
+        return answer_from_documents(question, model, history, about, started, stop)
 
+    hits, relevant = find_passages(question, model, history)
+    if not relevant and about.documents:
+        # No single passage is like the question, but it names a document the asker may
+        # read: the floor must not refuse it, so the document is read whole.
+        return answer_from_documents(question, model, history, about, started, stop)
+    if not relevant:
+        return refuse(question, hits, history, started)
     packed = prompts.pack_sources(relevant, model.count_tokens, settings.CONTEXT_BUDGET_TOKENS)
+    return answer_from_sources(question, model, history, hits, packed, started, stop)
+
+
+def refuse(question: Question, hits: list[Hit], history: History, started: float) -> str:
+    """The plain refusal (``prompts.NOT_FOUND``), without calling the model: nothing the
+    asker may read answers the question. Its words never depend on why."""
+    question.documents = []
+    events.publish(question, "sources", {"sources": []})
+    events.publish(question, "token", {"text": prompts.NOT_FOUND})
+    refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
+    return store(question, refusal, history, started)
+
+
+def answer_from_sources(
+    question: Question,
+    model: Any,
+    history: History,
+    hits: list[Hit],
+    packed: list[prompts.Source],
+    started: float,
+    stop: threading.Event,
+    spent: GenerationStats | None = None,
+) -> str:
+    """Steps 4 to 6 for ``packed`` sources: passages found by search, or notes on whole
+    documents (``spent``: what reading them cost)."""
     sources, listed, again = history.number(packed)
     events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
     prompt = compose_prompt(model, history, question.text, listed, again)
@@ -111,8 +148,9 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
         started, send=lambda text: events.publish(question, "token", {"text": text})
     )
     stats = generate(model, prompt, relay, stop)
-    question.prompt_tokens = stats.prompt_tokens
-    question.completion_tokens = stats.completion_tokens
+    spent = spent or GenerationStats()
+    question.prompt_tokens = spent.prompt_tokens + stats.prompt_tokens
+    question.completion_tokens = spent.completion_tokens + stats.completion_tokens
     question.ttft_ms = relay.ttft_ms
     if settings.LLM_STORE_REASONING:
         question.reasoning = relay.reasoning
@@ -129,6 +167,46 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
         )
         return "error"
     return store(question, reply, history, started)
+
+
+# --- questions about whole documents -----------------------------------------------------
+
+
+def answer_from_documents(
+    question: Question,
+    model: Any,
+    history: History,
+    about: documents.Focus,
+    started: float,
+    stop: threading.Event,
+) -> str:
+    """Read the documents part by part (``inference.reading``), telling the asker how far
+    reading has come, then answer from the notes as from passages."""
+    spent = GenerationStats()
+
+    def write(prompt: str, max_tokens: int) -> str:
+        relay = AnswerRelay(started)  # notes are for the model, never sent to the asker
+        stats = generate(model, prompt, relay, stop, max_tokens=max_tokens)
+        spent.prompt_tokens += stats.prompt_tokens
+        spent.completion_tokens += stats.completion_tokens
+        return relay.answer
+
+    def progress(done: int, total: int, stage: str, title: str) -> None:
+        events.publish(
+            question, "progress", {"done": done, "total": total, "stage": stage, "title": title}
+        )
+
+    question.documents = [target.id for target in about.documents]
+    read = reading.read(question, model, about, write, progress, stop)
+    if read.stopped:
+        question.prompt_tokens = spent.prompt_tokens
+        question.completion_tokens = spent.completion_tokens
+        return store(question, Reply(hits=read.read, stopped=True), history, started)
+    if not read.sources:  # nothing of them is readable now (deleted, access revoked)
+        return refuse(question, [], history, started)
+    return answer_from_sources(
+        question, model, history, read.read, read.sources, started, stop, spent
+    )
 
 
 # --- 2. retrieval -------------------------------------------------------------------------
@@ -334,6 +412,7 @@ def store(question: Question, reply: Reply, history: History, started: float) ->
                 "ttft_ms",
                 "reasoning",
                 "search_query",
+                "documents",
             ]
         )
         Citation.objects.bulk_create(
@@ -359,6 +438,7 @@ def store(question: Question, reply: Reply, history: History, started: float) ->
                 "grounded": reply.grounded,
                 "stopped": reply.stopped,
                 "retrieved_chunk_ids": question.retrieved_chunk_ids,
+                "documents": question.documents,
                 "cited_chunk_ids": [s.hit.chunk_id for s in cited_sources],
                 "prompt_tokens": question.prompt_tokens,
                 "completion_tokens": question.completion_tokens,

@@ -191,6 +191,18 @@ SCHEMA: dict[str, Any] = {
                                         "items": {"type": "integer"},
                                         "description": "Narrows the search; never widens it",
                                     },
+                                    "conversation_id": {
+                                        "type": "integer",
+                                        "description": "Continues one of the caller's "
+                                        "conversations",
+                                    },
+                                    "document_id": {
+                                        "type": "integer",
+                                        "description": "Asks about this document as a whole: "
+                                        "it is read part by part (progress events) and the "
+                                        "answer cites its pages. A document the caller may "
+                                        "not read is refused like a missing one",
+                                    },
                                 },
                             }
                         }
@@ -215,8 +227,11 @@ SCHEMA: dict[str, Any] = {
         "/questions/{id}/events": {
             "parameters": [_id_param("id")],
             "get": {
-                "summary": "Server-Sent Events: queued, sources, token, done, error",
-                "description": "Send Last-Event-ID to resume after a reconnect.",
+                "summary": "Server-Sent Events: queued, progress, sources, token, done, error",
+                "description": "Send Last-Event-ID to resume after a reconnect. While a "
+                "question about a whole document is read part by part, progress events "
+                'say how far: {"done": 2, "total": 12, "stage": "reading" or "combining", '
+                '"title": the document being read}.',
                 "responses": {
                     "200": {
                         "description": "text/event-stream",

@@ -77,11 +77,17 @@ def questions(request: HttpRequest) -> HttpResponse:
         collection_ids = body.get("collection_ids") or None
         if collection_ids is not None and not isinstance(collection_ids, list):
             raise inference_actions.InvalidQuestion("collection_ids must be a list of ids.")
+        document_id = body.get("document_id")
+        if document_id is not None and (
+            isinstance(document_id, bool) or not isinstance(document_id, int)
+        ):
+            raise inference_actions.InvalidQuestion("document_id must be a document id.")
         question = inference_actions.ask(
             request.user,
             str(body.get("question", "")),
             collection_ids,
             body.get("conversation_id"),
+            document_id,
         )
     except (ValueError, inference_actions.InvalidQuestion) as exc:
         return error(400, str(exc))

@@ -20,6 +20,10 @@ from ingest import storage
 from ingest.intake import UploadRejected, incoming_files
 from ingest.models import Chunk, Collection, Document
 
+# The Ask page lists this many documents to pick from; beyond them, a question names its
+# document instead.
+DOCUMENTS_TO_PICK = 1000
+
 
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -39,6 +43,7 @@ def ask(request: HttpRequest) -> HttpResponse:
                 request.POST.get("question", ""),
                 request.POST.getlist("collection_ids") or None,
                 request.POST.get("conversation_id") or None,
+                request.POST.get("document_id") or None,
             )
         except inference_actions.InvalidQuestion as exc:
             messages.error(request, str(exc))
@@ -49,7 +54,24 @@ def ask(request: HttpRequest) -> HttpResponse:
         .annotate(turns=Count("questions"), last_question=Max("questions__id"))
         .order_by("-updated_at")[:20]
     )
-    return render(request, "ask.html", {"collections": collections, "recent": recent})
+    # Documents to ask about as a whole: those that answer (a live version), by collection.
+    documents = list(
+        Document.objects.visible_to(request.user)
+        .filter(live_version__gt=0)
+        .select_related("collection")
+        .order_by("collection__name", "collection_id", "title", "id")
+        .only("pk", "title", "collection__name")[: DOCUMENTS_TO_PICK + 1]
+    )
+    return render(
+        request,
+        "ask.html",
+        {
+            "collections": collections,
+            "recent": recent,
+            "documents": documents[:DOCUMENTS_TO_PICK],
+            "more_documents": len(documents) > DOCUMENTS_TO_PICK,
+        },
+    )
 
 
 @login_required

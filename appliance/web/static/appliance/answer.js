@@ -55,6 +55,29 @@
     }
   }
 
+  // A question about a whole document: the document is read part by part first.
+  function showProgress(data) {
+    const bar = document.getElementById("live-progress");
+    const total = Number(data.total) || 0;
+    const done = Math.min(Number(data.done) || 0, total);
+    if (bar && total > 0) {
+      bar.hidden = false;
+      bar.max = total;
+      bar.value = done;
+    }
+    const what = data.title ? "“" + data.title + "”: " : "";
+    if (data.stage === "combining") {
+      setStatus(done < total ? what + "combining notes, step " + (done + 1) + " of " + total + "…" : what + "notes combined…");
+    } else {
+      setStatus(done < total ? what + "reading part " + (done + 1) + " of " + total + "…" : what + "read all " + total + (total === 1 ? " part…" : " parts…"));
+    }
+  }
+
+  function hideProgress() {
+    const bar = document.getElementById("live-progress");
+    if (bar) bar.hidden = true;
+  }
+
   function follow(questionId) {
     const textEl = document.getElementById("live-text");
     const sourcesEl = document.getElementById("live-sources");
@@ -69,7 +92,9 @@
       const ahead = data.ahead !== undefined ? data.ahead : data.position - 1;
       setStatus(ahead > 0 ? "Waiting: " + ahead + (ahead === 1 ? " question is" : " questions are") + " ahead of yours…" : "Searching your documents…");
     });
+    source.addEventListener("progress", (e) => showProgress(JSON.parse(e.data)));
     source.addEventListener("sources", (e) => {
+      hideProgress();
       sources = JSON.parse(e.data).sources || [];
       setStatus(sources.length ? "Writing the answer…" : "");
     });
@@ -105,6 +130,7 @@
 
   function finish(questionId) {
     current = null;
+    hideProgress();
     if (stopButton) stopButton.hidden = true;
     const button = document.getElementById("ask-button");
     if (button) button.disabled = false;
@@ -137,6 +163,7 @@
       const text = form.question.value.trim();
       if (!text) return;
       const ids = Array.from(form.querySelectorAll("input[name=collection_ids]:checked")).map((i) => Number(i.value));
+      const picked = form.querySelector("select[name=document_id]");
       const button = document.getElementById("ask-button");
       button.disabled = true;
       setStatus("Sending…");
@@ -148,6 +175,7 @@
           { question: text },
           ids.length ? { collection_ids: ids } : {},
           form.conversation_id && form.conversation_id.value ? { conversation_id: Number(form.conversation_id.value) } : {},
+          picked && picked.value ? { document_id: Number(picked.value) } : {},
         )),
       });
       const body = await response.json().catch(() => ({}));
