@@ -32,7 +32,8 @@ def ask(
     as ids that do not exist). ``conversation_id`` continues one of the asker's own
     conversations; without it a new conversation starts. ``document_id`` asks about one
     document as a whole (``inference.documents``): one the asker may not read is refused in
-    the same words as one that does not exist."""
+    the same words as one that does not exist. A follow-up that names no collections keeps
+    the scope its conversation was narrowed to."""
     text = (text or "").strip()
     if not text:
         raise InvalidQuestion("Please type a question.")
@@ -60,6 +61,8 @@ def ask(
             conversation = None
         if conversation is None:
             raise InvalidQuestion("That conversation does not exist or is not yours.")
+        if not collection_ids:
+            scope = _conversation_scope(user, conversation)
     with transaction.atomic():
         if conversation is None:
             conversation = Conversation.objects.create(user=user, title=text[:200])
@@ -74,6 +77,18 @@ def ask(
         audit.record(Action.QUESTION, actor=user, obj=question, details=details)
         transaction.on_commit(lambda: tasks.enqueue(question))
     return question
+
+
+def _conversation_scope(user: Any, conversation: Conversation) -> list[int]:
+    """The scope of the conversation's latest question, as far as it is still readable
+    (an emptied scope would mean "everything", so it falls back to that only when the
+    conversation was never narrowed)."""
+    last = conversation.questions.order_by("-created_at", "-id").values_list("scope", flat=True)
+    narrowed = last.first() or []
+    if not narrowed:
+        return []
+    readable = Collection.objects.visible_to(user).filter(pk__in=narrowed)
+    return sorted(readable.values_list("pk", flat=True)) or [0]
 
 
 def _document_to_ask_about(user: Any, document_id: Any, scope: list[int]) -> int:

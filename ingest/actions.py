@@ -49,6 +49,42 @@ def create_collection(
     return collection
 
 
+MAX_SUGGESTIONS = 5
+MAX_SUGGESTION_CHARS = 200
+
+
+def describe_collection(
+    actor: Any,
+    collection: Collection,
+    *,
+    description: str | None = None,
+    suggested_questions: Iterable[str] | None = None,
+) -> Collection:
+    """Change what readers are told about a collection: its description and the questions
+    the Ask page suggests (at most MAX_SUGGESTIONS, blank lines dropped)."""
+    changes: dict[str, Any] = {}
+    if description is not None:
+        changes["description"] = description.strip()
+    if suggested_questions is not None:
+        questions = [" ".join(q.split()) for q in suggested_questions if q.strip()]
+        too_long = [q for q in questions if len(q) > MAX_SUGGESTION_CHARS]
+        if too_long:
+            raise ValueError(
+                f"Suggested questions are limited to {MAX_SUGGESTION_CHARS} characters: "
+                f"“{too_long[0][:60]}…” is longer."
+            )
+        changes["suggested_questions"] = questions[:MAX_SUGGESTIONS]
+    with transaction.atomic():
+        locked = Collection.objects.select_for_update().get(pk=collection.pk)
+        changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
+        if changed:
+            for key, value in changed.items():
+                setattr(locked, key, value)
+            locked.save(update_fields=list(changed))
+            audit.record(Action.COLLECTION_UPDATE, actor=actor, obj=locked, details=changed)
+    return locked
+
+
 def upload_documents(
     actor: Any, collection: Collection, files: Iterable[IncomingFile], *, enqueue: bool = True
 ) -> list[UploadResult]:

@@ -47,6 +47,8 @@ class Collection(models.Model):
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="collections")
     language = models.CharField(max_length=16, choices=Language.choices, default=Language.ENGLISH)
     description = models.TextField(blank=True)
+    # Questions the Ask page suggests to the collection's readers (set by its curators).
+    suggested_questions = models.JSONField(default=list, blank=True)
     shared_with_all = models.BooleanField(default=False)
     embedding_model = models.CharField(max_length=300, default=default_embedding_model)
     reembedding_to = models.CharField(max_length=300, blank=True)

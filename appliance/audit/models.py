@@ -38,6 +38,7 @@ class Action(models.TextChoices):
     PILOT_RUN_END = "pilot_run_end", "A pilot run ended"
     PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
     GOLDEN_DRAFTS = "golden_drafts", "Drafted or reviewed golden set questions"
+    COLLECTION_UPDATE = "collection_update", "Changed a collection's description or suggestions"
 
 
 class AuditEvent(models.Model):

@@ -11,6 +11,11 @@ urlpatterns = [
     path("collections/", views.collections, name="collections"),
     path("collections/<int:collection_id>/", views.collection, name="collection"),
     path("collections/<int:collection_id>/upload", views.upload, name="upload"),
+    path(
+        "collections/<int:collection_id>/suggestions",
+        views.collection_suggestions,
+        name="collection-suggestions",
+    ),
     path("documents/<int:document_id>/passage", views.passage, name="passage"),
     path("documents/<int:document_id>/file", views.document_file, name="document-file"),
     path("documents/<int:document_id>/<str:action>", views.document_action, name="document-action"),

@@ -67,6 +67,8 @@ def ask(request: HttpRequest) -> HttpResponse:
         "ask.html",
         {
             "collections": collections,
+            "suggestions": suggestions(collections),
+            "searched": ", ".join(c.name for c in collections),
             "recent": recent,
             "documents": documents[:DOCUMENTS_TO_PICK],
             "more_documents": len(documents) > DOCUMENTS_TO_PICK,
@@ -89,8 +91,39 @@ def question(request: HttpRequest, question_id: int) -> HttpResponse:
         citations = access.visible_citations(turn, request.user)
         turns.append((turn, [c for c in citations if c.cited] or citations))
     return render(
-        request, "question.html", {"question": found, "turns": turns, "live": not found.is_final}
+        request,
+        "question.html",
+        {
+            "question": found,
+            "turns": turns,
+            "live": not found.is_final,
+            "searched": searched_names(request.user, found.scope),
+        },
     )
+
+
+SUGGESTIONS_SHOWN = 3
+
+
+def suggestions(collections: Any) -> list[str]:
+    """Up to three questions the person's collections' curators suggest, one from each
+    collection in turn, so every collection gets a turn before any gets two."""
+    lists = [list(c.suggested_questions or []) for c in collections]
+    chosen: list[str] = []
+    for round_ in range(max((len(q) for q in lists), default=0)):
+        for questions in lists:
+            if round_ < len(questions) and questions[round_] not in chosen:
+                chosen.append(questions[round_])
+    return chosen[:SUGGESTIONS_SHOWN]
+
+
+def searched_names(user: Any, scope: list[int]) -> str:
+    """The collections a question searched, among those the person may read now: the
+    refusal's hint names only these, never one the person cannot read."""
+    readable = Collection.objects.visible_to(user)
+    if scope:
+        readable = readable.filter(pk__in=scope)
+    return ", ".join(readable.order_by("name").values_list("name", flat=True))
 
 
 @login_required
@@ -98,6 +131,20 @@ def collections(request: HttpRequest) -> HttpResponse:
     visible = Collection.objects.visible_to(request.user).select_related("department")
     managed = set(Collection.objects.manageable_by(request.user).values_list("pk", flat=True))
     return render(request, "collections.html", {"collections": visible, "managed": managed})
+
+
+@login_required
+@require_POST
+def collection_suggestions(request: HttpRequest, collection_id: int) -> HttpResponse:
+    found = access.get_collection_to_manage(request.user, collection_id, "change suggestions")
+    lines = request.POST.get("suggested_questions", "").splitlines()
+    try:
+        ingest_actions.describe_collection(request.user, found, suggested_questions=lines)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Saved the questions the Ask page suggests.")
+    return redirect("collection", collection_id=found.pk)
 
 
 @login_required

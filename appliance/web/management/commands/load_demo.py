@@ -48,6 +48,7 @@ class DemoCollection:
     name: str
     language: str
     description: str
+    suggested_questions: tuple[str, ...]
     documents: tuple[str, ...]
 
 
@@ -78,6 +79,7 @@ def read_organisation(folder: Path | None = None) -> DemoOrganisation:
             name=c["name"],
             language=c.get("language", "english"),
             description=" ".join(c.get("description", "").split()),
+            suggested_questions=tuple(c.get("suggested_questions", ())),
             documents=tuple(c["documents"]),
         )
         for c in data["collections"]
@@ -118,11 +120,12 @@ class Command(BaseCommand):
         collection = Collection.objects.filter(department=department, name=spec.name).first()
         if collection is None:
             collection = ingest.create_collection(None, spec.name, department, spec.language)
-        if collection.description != spec.description:
-            # No action edits a description yet; this is the demo's own text, not a
-            # person's change, so it is written here without an audit row.
-            collection.description = spec.description
-            collection.save(update_fields=["description"])
+        ingest.describe_collection(
+            None,
+            collection,
+            description=spec.description,
+            suggested_questions=spec.suggested_questions,
+        )
         paths = [folder / "documents" / name for name in spec.documents]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:

@@ -55,6 +55,20 @@
     }
   }
 
+  // After a refusal, say which collections were searched (only ones the person may read,
+  // named by the server) and what to try next.
+  function showRefusalHint() {
+    const hint = document.getElementById("refusal-hint");
+    if (!hint || !hint.dataset.collections) return;
+    let names = hint.dataset.collections;
+    const ticked = form ? Array.from(form.querySelectorAll("input[name=collection_ids]:checked")) : [];
+    if (ticked.length) {
+      names = ticked.map((box) => box.parentElement.textContent.replace(/\s*\(.*\)\s*$/, "").trim()).join(", ");
+    }
+    hint.textContent = "No passage in " + names + " matched. Try naming the document, picking it under “Ask about one whole document”, or rephrasing.";
+    hint.hidden = false;
+  }
+
   // A question about a whole document: the document is read part by part first.
   function showProgress(data) {
     const bar = document.getElementById("live-progress");
@@ -108,7 +122,10 @@
       source.close();
       textEl.classList.remove("streaming");
       renderWithCitations(textEl, data.answer || answer, questionId);
-      if (data.grounded === false) textEl.classList.add("not-found");
+      if (data.grounded === false) {
+        textEl.classList.add("not-found");
+        showRefusalHint();
+      }
       renderSources(sourcesEl, sources.concat(data.earlier_sources || []), data.cited, questionId);
       setStatus(data.stopped ? "Stopped." : "");
       finish(questionId);
@@ -166,6 +183,8 @@
       const picked = form.querySelector("select[name=document_id]");
       const button = document.getElementById("ask-button");
       button.disabled = true;
+      const hint = document.getElementById("refusal-hint");
+      if (hint) hint.hidden = true;
       setStatus("Sending…");
       const response = await fetch("/api/v1/questions", {
         method: "POST",
