@@ -396,12 +396,18 @@ def test_restore_drill_on_a_fresh_host_loses_nothing(
     assert refused.returncode != 0 and "another key" in refused.stderr
 
     # --- restore onto the fresh host, as its operator would ------------------------------
+    # deploy/up on the fresh host made an empty, migrated database (APPLIANCE_DEMO=false).
+    with _owner() as server:
+        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(new_host.database)))
+    installed = new_host.manage("migrate", "--noinput")
+    assert installed.returncode == 0, installed.stderr[-2000:]
     started = time.monotonic()
     restored = new_host.manage(
         "restore", str(folder), "--with-secrets", "--public-key", signing.public_key_hex()
     )
     restore_seconds = time.monotonic() - started
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert "the appliance's tables but no data; it will be created again" in restored.stdout
     assert "[6/7]" in restored.stdout and "Intact" in restored.stdout
 
     after = new_host.probe()
@@ -441,10 +447,16 @@ def test_restore_drill_on_a_fresh_host_loses_nothing(
     before_restore = new_host.env_file.with_name("appliance.env.before-restore")
     assert _read_env(before_restore)["APPLIANCE_AUDIT_SIGNING_KEY"] == NEW_HOST_SIGNING_KEY
 
-    # A second restore onto the now-filled host is refused and changes nothing.
+    # A second restore onto the now-filled host is refused and changes nothing; with
+    # --force it replaces the database and keeps the old upload folder beside the new one.
     again = new_host.manage("restore", str(folder))
     assert again.returncode != 0 and "is not empty" in again.stderr
     assert new_host.probe()["rows"] == before["rows"]
+    forced = new_host.manage("restore", str(folder), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert "settings file: NOT restored" in forced.stdout
+    assert list(new_host.data_dir.glob("uploads.before-restore-*"))
+    assert new_host.probe()["documents"] == before["documents"]
 
     print(  # the figures for docs/operations.md (pytest -s shows them)
         f"\nbackup: {result.seconds:.1f} s, {result.size / 2**20:.1f} MB "

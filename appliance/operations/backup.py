@@ -27,6 +27,7 @@ import os
 import platform
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -219,19 +220,20 @@ def _dump(target: DbTarget, snapshot: Snapshot, dump: Path, say: Say) -> None:
         "--no-password",
     ]
     started = time.monotonic()
-    with subprocess.Popen(
-        command, env=target.libpq_env(), stderr=subprocess.PIPE, text=True
-    ) as process:
-        told = started
-        while process.poll() is None:
-            time.sleep(0.5)
-            if time.monotonic() - told >= 10:
-                told = time.monotonic()
-                size = dump.stat().st_size if dump.exists() else 0
-                say(f"    … {human_bytes(size)} written, {told - started:.0f} s")
-        errors = process.stderr.read() if process.stderr else ""
+    # stderr to a file: a pipe nobody reads while pg_dump runs could fill and stall it.
+    with tempfile.TemporaryFile("w+") as errors:
+        with subprocess.Popen(command, env=target.libpq_env(), stderr=errors) as process:
+            told = started
+            while process.poll() is None:
+                time.sleep(0.5)
+                if time.monotonic() - told >= 10:
+                    told = time.monotonic()
+                    size = dump.stat().st_size if dump.exists() else 0
+                    say(f"    … {human_bytes(size)} written, {told - started:.0f} s")
+        errors.seek(0)
+        message = errors.read()
     if process.returncode != 0:
-        raise BackupError(f"pg_dump failed (exit {process.returncode}): {errors.strip()[-2000:]}")
+        raise BackupError(f"pg_dump failed (exit {process.returncode}): {message.strip()[-2000:]}")
 
 
 def _copy_uploads(snapshot: Snapshot, folder: Path, say: Say) -> tuple[dict, list[str], dict]:
@@ -469,9 +471,9 @@ def take(
     for warning in warnings:
         say(f"  warning: {warning}")
     say(
-        f"Backup complete: {len(files):,} files, {human_bytes(size)} in {seconds:.1f} s. "
+        f"Backup complete: {len(files):,} files, {human_bytes(size)} in {seconds:.1f} s."
         + (
-            "It holds the appliance's secrets: keep it where only operators can read it."
+            " It holds the appliance's secrets: keep it where only operators can read it."
             if SECRETS in files
             else ""
         )

@@ -150,28 +150,69 @@ def _pg_restore(target: DbTarget, dump: Path, manifest: dict[str, Any], say: Say
         "--exit-on-error",
         "--no-password",
     ]
+    # The dump holds rows, not indexes: the vector index is built again at the end, and
+    # pgvector builds it in memory only when maintenance_work_mem holds the whole graph
+    # (on disk it is several times slower; see ingest/vectors.py, set_build_memory, whose
+    # sizing this repeats).
+    chunks = int(manifest.get("counts", {}).get("chunks", 0))
+    build_mb = max(1024, min(8192, chunks * 4 // 1024))
+    env["PGOPTIONS"] = f"-c maintenance_work_mem={build_mb}MB"
+    env["PGAPPNAME"] = RESTORE_APPLICATION
     started = time.monotonic()
-    try:
-        with subprocess.Popen(
-            [*command, str(dump)], env=env, stderr=subprocess.PIPE, text=True
-        ) as process:
-            told = started
-            while process.poll() is None:
-                time.sleep(0.5)
-                if time.monotonic() - told >= 15:
-                    told = time.monotonic()
-                    say(
-                        f"    … {told - started:.0f} s (indexes are built at the end: "
-                        "about a minute per 100,000 chunks)"
-                    )
-            errors = process.stderr.read() if process.stderr else ""
-    finally:
-        list_file.unlink(missing_ok=True)
+    with tempfile.TemporaryFile("w+") as errors:
+        try:
+            with subprocess.Popen([*command, str(dump)], env=env, stderr=errors) as process:
+                told = started
+                while process.poll() is None:
+                    time.sleep(0.5)
+                    if time.monotonic() - told >= 15:
+                        told = time.monotonic()
+                        say(f"    … {told - started:.0f} s: {_restore_step(target)}")
+        finally:
+            list_file.unlink(missing_ok=True)
+        errors.seek(0)
+        message = errors.read()
     if process.returncode != 0:
         raise RestoreError(
             f"pg_restore failed (exit {process.returncode}); the database was left empty: "
-            f"{errors.strip()[-2000:]}"
+            f"{message.strip()[-2000:]}"
         )
+
+
+RESTORE_APPLICATION = "appliance-restore"
+
+
+def _restore_step(target: DbTarget) -> str:
+    """What pg_restore is doing, from PostgreSQL's own progress views. Its tables are not
+    visible outside its transaction yet, so the statement names them."""
+    try:
+        with target.connect() as database:
+            row = database.execute(
+                "SELECT a.query, c.bytes_processed, i.phase, i.tuples_done, i.tuples_total "
+                "FROM pg_stat_activity a "
+                "LEFT JOIN pg_stat_progress_copy c ON c.pid = a.pid "
+                "LEFT JOIN pg_stat_progress_create_index i ON i.pid = a.pid "
+                "WHERE a.application_name = %s AND a.datname = %s",
+                [RESTORE_APPLICATION, target.name],
+            ).fetchone()
+    except psycopg.Error:
+        return "restoring"
+    if row is None:
+        return "restoring"
+    query, copied, phase, done, total = row
+    words = (query or "").split()
+    if words[:1] == ["COPY"] and len(words) > 1:
+        table = words[1].removeprefix("public.")
+        return f"copying {table} ({human_bytes(copied or 0)} read)"
+    if words[:2] == ["CREATE", "INDEX"] and len(words) > 2:
+        # pgvector names its phases "building index: loading tuples" and so on.
+        step = (phase or "").removeprefix("building index: ")
+        if total:
+            step += f" {done:,} of {total:,}"
+        return f"building index {words[2]}" + (f" ({step.strip()})" if step.strip() else "")
+    if words[:2] == ["ALTER", "TABLE"]:
+        return "adding keys and constraints"
+    return "restoring"
 
 
 def restore_database(
