@@ -3,8 +3,10 @@ employee signs in, asks, watches the answer arrive token by token, then a citati
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +53,29 @@ def page(stack: Any, monkeypatch: Any) -> Iterator[Any]:
         assert external == [], f"the page loaded something from elsewhere: {external}"
 
 
+# Screenshots of the pages as a person sees them, at desktop and phone width, for a person
+# to look at after a run (not compared by the tests).
+SCREENSHOTS = Path(
+    os.environ.get(
+        "APPLIANCE_TEST_SCREENSHOTS", Path(__file__).resolve().parents[2] / "var" / "screenshots"
+    )
+)
+WIDTHS = {"desktop": 1280, "phone": 375}
+
+
+def save_screenshots(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    original = page.viewport_size
+    for label, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        # At phone width nothing may need sideways scrolling.
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name} is {overflow}px too wide at {width}px"
+    if original:
+        page.set_viewport_size(original)
+
+
 def test_employee_sees_tokens_stream_in_and_a_citation(
     people: Any, live_db: Any, stack: Any, page: Any
 ) -> None:
@@ -73,6 +98,8 @@ def test_employee_sees_tokens_stream_in_and_a_citation(
     page.click("button[type=submit]")
     page.wait_for_selector("#question")
     assert page.locator(".demo-banner").is_visible()  # the small model says so
+    assert "HR policies" in page.locator("#searched").text_content()
+    save_screenshots(page, "ask")
 
     page.fill("#question", "How many laptops were delivered, and when?")
     page.click("#ask-button")

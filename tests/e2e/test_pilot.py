@@ -19,7 +19,7 @@ from inference.pilot.models import Run, RunStatus
 from ingest import actions as ingest_actions
 from ingest.models import Document
 from tests.conftest import DOCUMENTS, PASSWORD
-from tests.e2e.test_browser import page  # noqa: F401  (the real browser fixture)
+from tests.e2e.test_browser import SCREENSHOTS, page  # noqa: F401  (the real browser fixture)
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services]
@@ -172,7 +172,8 @@ def test_a_curator_runs_and_compares_a_pilot_in_the_browser(
     page.click("#runs button[type=submit]")
     page.wait_for_selector("#comparison")
     assert page.locator(".plots svg").count() == 3
-    page.screenshot(path=str(Path(tmp_path) / "pilot-compare.png"), full_page=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "pilot-compare-desktop.png"), full_page=True)
     with page.expect_download() as download:
         page.click("text=Download the report (HTML)")
     report = Path(download.value.path()).read_text()
