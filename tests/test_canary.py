@@ -139,9 +139,14 @@ def _body(response: Any) -> bytes:
 
 
 def ingest_text(curator: Any, collection: Collection, name: str, text: str) -> Document:
-    """Upload a text file and read it in this process, as an ingest worker would."""
+    """Upload a text file and read it in this process, as an ingest worker would. Nothing
+    is queued: an ingest worker of the session's ``stack`` would otherwise race this process
+    for the document (and ``process`` would find it claimed)."""
     (result,) = ingest_actions.upload_documents(
-        curator, collection, [ingest_actions.IncomingFile(name, io.BytesIO(text.encode()))]
+        curator,
+        collection,
+        [ingest_actions.IncomingFile(name, io.BytesIO(text.encode()))],
+        enqueue=False,
     )
     assert result.document is not None, result.error
     assert pipeline.process(result.document.pk) == "ready"
