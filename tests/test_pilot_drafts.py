@@ -5,12 +5,10 @@ passages they may read."""
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -32,11 +30,10 @@ from inference.pilot.models import (
     GoldenSet,
     GoldenSetVersion,
 )
-from ingest import actions as ingest_actions
-from ingest import pipeline
 from ingest.actions import create_collection
-from ingest.models import Chunk, Collection, Document
+from ingest.models import Chunk, Collection
 from tests.conftest import PASSWORD, ClientFor, People
+from tests.test_canary import ingest_text
 
 pytestmark = pytest.mark.django_db
 
@@ -57,17 +54,6 @@ HR_DOCUMENTS = {
 }
 BUDGET = "The travel budget for 2026 is 40,000 euros. Train travel is preferred under 500 km."
 EXISTING = "How many days of paid annual leave do employees get?"
-
-
-def ingest_text(curator: Any, collection: Collection, name: str, text: str) -> Document:
-    """Upload a text file and read it in this process, as an ingest worker would."""
-    (result,) = ingest_actions.upload_documents(
-        curator, collection, [ingest_actions.IncomingFile(name, io.BytesIO(text.encode()))]
-    )
-    assert result.document is not None, result.error
-    assert pipeline.process(result.document.pk) == "ready"
-    result.document.refresh_from_db()
-    return result.document
 
 
 @dataclass
