@@ -220,7 +220,7 @@ def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]
         f"# Pilot run: {run.golden_version} under “{run.configuration.name}”",
         "",
         f"- date: {day}; host: {_host()}",
-        f"- command: `python manage.py {' '.join(argv[2:] if len(argv) > 2 else argv)}`",
+        f"- command: `python manage.py {' '.join(argv[1:])}`",
         f"- answered as: {run.as_user.username}; judge: {run.judge.name if run.judge else 'none'}",
         f"- configuration: `{json.dumps(run.configuration_snapshot, ensure_ascii=False)}`",
         "- overhead_ratio (run time / the same questions asked one by one): "
