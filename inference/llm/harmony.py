@@ -391,18 +391,12 @@ def _parse_stripped_header(
     return len(buf) - len(rest), channel, recipient
 
 
-class HarmonyStreamParser:
-    """Incremental parser for one gpt-oss reply (the text after ``<|start|>assistant``).
-
-    ``feed`` each detokenized piece as it arrives and forward the returned deltas; call
-    ``close`` once at the end. See the module docstring for the guarantees.
-    """
+class ReplyState:
+    """Where a harmony reply stands, as both parsers track it: the text parser here and the
+    token-id parser (``inference.llm.harmony_tokens``)."""
 
     def __init__(self) -> None:
-        self._buf = ""
-        self._mode: _Mode | None = None
         self._state: _State = "header"
-        self._at_stream_start = True
         self._channel: str | None = None
         self._recipient: str | None = None
         self._channels_with_text: set[str] = set()
@@ -430,6 +424,20 @@ class HarmonyStreamParser:
     def recipient(self) -> str | None:
         """Recipient (``functions.x``) of the message being read, if it is a tool call."""
         return self._recipient if self._state == "body" else None
+
+
+class HarmonyStreamParser(ReplyState):
+    """Incremental parser for one gpt-oss reply (the text after ``<|start|>assistant``).
+
+    ``feed`` each detokenized piece as it arrives and forward the returned deltas; call
+    ``close`` once at the end. See the module docstring for the guarantees.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = ""
+        self._mode: _Mode | None = None
+        self._at_stream_start = True
 
     def feed(self, piece: str) -> list[Delta]:
         """Take the next piece of generated text; return the deltas it completes."""

@@ -43,6 +43,7 @@ from inference.llm.harmony import (
     RETURN,
     START,
     Delta,
+    ReplyState,
     header_fields,
 )
 
@@ -63,42 +64,15 @@ _State = Literal["header", "body", "between"]
 _HeaderPart = Literal["role", "channel", "type"]
 
 
-class HarmonyTokenParser:
+class HarmonyTokenParser(ReplyState):
     """Incremental parser for one gpt-oss reply (what follows ``<|start|>assistant``),
     fed special tokens and ordinary text apart. See the module docstring."""
 
     def __init__(self) -> None:
-        self._state: _State = "header"
+        super().__init__()
         self._part: _HeaderPart = "role"
         self._role: list[str] = []
         self._channel_words: list[str] = []
-        self._channel: str | None = None
-        self._recipient: str | None = None
-        self._channels_with_text: set[str] = set()
-        self._needs_separator = False
-        self._saw_final = False
-        self._finished = False
-        self._closed = False
-
-    @property
-    def saw_final(self) -> bool:
-        """Whether the reply opened the final channel (the answer) at any point."""
-        return self._saw_final
-
-    @property
-    def finished(self) -> bool:
-        """Whether a ``<|return|>``, ``<|call|>`` or ``<|endoftext|>`` token was seen."""
-        return self._finished
-
-    @property
-    def channel(self) -> str | None:
-        """Channel of the message being read (None between messages or in a header)."""
-        return self._channel if self._state == "body" else None
-
-    @property
-    def recipient(self) -> str | None:
-        """Recipient (``functions.x``) of the message being read, if it is a tool call."""
-        return self._recipient if self._state == "body" else None
 
     def feed_text(self, text: str) -> list[Delta]:
         """Text of ordinary tokens: content, or header words; never structure."""
