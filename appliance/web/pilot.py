@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -263,6 +263,8 @@ def compare(request: HttpRequest) -> HttpResponse:
 @curators_only
 @require_GET
 def compare_download(request: HttpRequest, fmt: str) -> HttpResponse:
+    if fmt not in ("html", "csv", "json"):
+        raise Http404
     runs = _runs_to_compare(request)
     if len(runs) < 2:
         return redirect("pilot")

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from appliance import access
@@ -145,12 +145,9 @@ STALE_SECONDS = 120
 def runs_to_resume() -> list[int]:
     """Runs in progress whose last answer is old: their step's message was lost."""
     since = timezone.now() - timedelta(seconds=STALE_SECONDS)
-    waiting = Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).filter(
-        created_at__lt=since
+    waiting = (
+        Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING], created_at__lt=since)
+        .annotate(last_answer=Max("answers__created_at"))
+        .filter(Q(last_answer__isnull=True) | Q(last_answer__lt=since))
     )
-    stale = []
-    for run in waiting:
-        last = RunAnswer.objects.filter(run=run).order_by("-created_at").first()
-        if last is None or last.created_at < since:
-            stale.append(run.pk)
-    return stale
+    return list(waiting.order_by("pk").values_list("pk", flat=True))
