@@ -40,6 +40,12 @@ def _user_for_token(raw: str):  # type: ignore[no-untyped-def]
     )
     if token is None:
         return AnonymousUser()
+    from appliance.accounts import directory
+
+    # A directory account's token works only while the directory says the account is
+    # enabled (asked again every DIRECTORY_RECHECK_MINUTES).
+    if not directory.token_user_allowed(token.user):
+        return AnonymousUser()
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
