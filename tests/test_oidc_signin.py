@@ -102,6 +102,9 @@ def signed_in_as(client: Client) -> str | None:
 def test_oidc_login_page_offers_the_provider(oidc_on: Provider) -> None:
     page = Client().get("/login/")
     assert b"Sign in with Test SSO" in page.content
+    # The button's form (and the sign-out form) are answered with a redirect to the
+    # provider, which the browser allows only when the policy names it as a form target.
+    assert f"form-action 'self' {oidc_on.issuer};" in page["Content-Security-Policy"]
 
 
 def test_oidc_first_sign_in_creates_the_person_with_mapped_memberships(

@@ -231,7 +231,7 @@ def add_group_mapping(request: HttpRequest) -> HttpResponse:
         if created:
             messages.success(
                 request,
-                f"Members of “{mapping.group}” are now {role} of {department.name}, "
+                f"Members of that group are now {role} of {department.name}, "
                 "from their next sign-in (at once for those the directory already reported).",
             )
         else:
@@ -246,7 +246,7 @@ def remove_group_mapping(request: HttpRequest, mapping_id: int) -> HttpResponse:
     directory.remove_mapping(request.user, mapping)
     messages.success(
         request,
-        f"“{mapping.group}” no longer gives {mapping.role} of {mapping.department.name}; "
+        f"That group no longer gives {mapping.role} of {mapping.department.name}; "
         "the memberships it gave are removed.",
     )
     return redirect("operator-groups")
