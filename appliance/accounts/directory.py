@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -206,71 +204,6 @@ def _new_directory_user(identity: Identity) -> User:
 def is_local_name(username: str) -> bool:
     """A local account of that name exists (one not linked to any directory)."""
     return User.objects.filter(username__iexact=username, directory_account__isnull=True).exists()
-
-
-# --- re-checking the accounts behind API tokens -----------------------------------------
-
-
-def recheck_due(account: DirectoryAccount) -> bool:
-    minutes = settings.DIRECTORY_RECHECK_MINUTES
-    return account.checked_at is None or timezone.now() - account.checked_at > timedelta(
-        minutes=minutes
-    )
-
-
-def token_user_allowed(user: User) -> bool:
-    """Whether a token of ``user`` may be used now. Local accounts: yes. Directory accounts:
-    when the directory said so within the last DIRECTORY_RECHECK_MINUTES; otherwise it is
-    asked again now. A directory that cannot be asked refuses the token (fails closed) and
-    is asked again on the next request."""
-    account = DirectoryAccount.objects.filter(user=user).first()
-    if account is None:
-        return True
-    if account.disabled_at is not None:
-        return False
-    if not recheck_due(account):
-        return True
-    try:
-        identity = _ask_directory(account)
-    except DirectoryUnreachable as exc:
-        logger.warning("could not re-check %s at %s: %s", user, account.server, exc)
-        return False
-    if identity is None:
-        disable(account, "the directory no longer has this account, or it is disabled")
-        return False
-    with transaction.atomic():
-        DirectoryAccount.objects.filter(pk=account.pk).update(
-            groups=sorted(set(identity.groups)),
-            checked_at=timezone.now(),
-            **({"refresh_token": identity.refresh_token} if identity.refresh_token else {}),
-        )
-        sync_memberships(user, identity.groups, account.server)
-    return True
-
-
-def disable(account: DirectoryAccount, reason: str) -> None:
-    """The directory said the account is gone or disabled: its tokens stop working and its
-    directory memberships go, until a directory sign-in succeeds again."""
-    with transaction.atomic():
-        DirectoryAccount.objects.filter(pk=account.pk).update(disabled_at=timezone.now())
-        sync_memberships(account.user, [], account.server)
-        audit.record(
-            Action.DIRECTORY_CHECK,
-            actor_name=f"(directory: {account.server})",
-            obj=account.user,
-            subject=account.user,
-            details={"source": account.server, "result": "disabled", "reason": reason},
-        )
-
-
-def _ask_directory(account: DirectoryAccount) -> Identity | None:
-    if account.kind == DirectoryAccount.LDAP:
-        from appliance.accounts import ldap_backend
-
-        return ldap_backend.lookup(account)
-    from appliance.accounts import oidc
-
-    return oidc.recheck(account)
 
 
 # --- changing the mappings ----------------------------------------------------------------

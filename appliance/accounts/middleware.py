@@ -8,6 +8,7 @@ from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from appliance.accounts import recheck
 from appliance.accounts.models import ApiToken, hash_token
 
 
@@ -40,11 +41,9 @@ def _user_for_token(raw: str):  # type: ignore[no-untyped-def]
     )
     if token is None:
         return AnonymousUser()
-    from appliance.accounts import directory
-
     # A directory account's token works only while the directory says the account is
     # enabled (asked again every DIRECTORY_RECHECK_MINUTES).
-    if not directory.token_user_allowed(token.user):
+    if not recheck.token_user_allowed(token.user):
         return AnonymousUser()
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:

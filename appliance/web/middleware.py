@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 # Everything the pages use is served by the appliance itself; no inline script or style,
@@ -27,10 +29,6 @@ def _policy() -> str:
     """POLICY, plus the OIDC provider's origin as a form target when sign-in through it is
     configured: the sign-in button and the sign-out form are answered with a redirect to
     the provider, which browsers hold to form-action as well (docs/sign-in.md)."""
-    from urllib.parse import urlsplit
-
-    from django.conf import settings
-
     issuer = getattr(settings, "OIDC", {}).get("issuer", "")
     if not issuer:
         return POLICY

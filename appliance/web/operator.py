@@ -224,7 +224,7 @@ def add_group_mapping(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose a department.")
         return redirect("operator-groups")
     try:
-        mapping, created = directory.add_mapping(request.user, group, department, role)
+        _, created = directory.add_mapping(request.user, group, department, role)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -82,8 +83,6 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
 
 
 def _failed(request: HttpRequest, message: str) -> HttpResponse:
-    from django.contrib.auth.forms import AuthenticationForm
-
     context = {
         "form": AuthenticationForm(request),
         "directory_problem": message,
