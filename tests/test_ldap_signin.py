@@ -319,3 +319,27 @@ def test_ldap_mapping_command_lists_adds_and_removes(mapped: Any) -> None:
 
     with pytest.raises(CommandError, match="no department"):
         call_command("group_mapping", "add", "cn=x", "Nowhere", "employee")
+
+
+def test_ldap_group_removal_closes_the_department_to_the_persons_api_token(
+    ldap_on: Slapd, mapped: Any, settings: Any
+) -> None:
+    from ingest.actions import create_collection
+
+    hr_policies = create_collection(None, "HR policies", mapped["hr"])
+    assert sign_in("lena", PASSWORDS["lena"])[1].status_code == 302
+    lena = User.objects.get(username="lena")
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.create_api_token(None, lena, 't')}")
+
+    def names() -> set[str]:
+        return {c["name"] for c in api.get("/api/v1/collections").json()["collections"]}
+
+    documents = f"/api/v1/collections/{hr_policies.pk}/documents"
+    assert "HR policies" in names() and api.get(documents).status_code == 200
+    ldap_on.remove_member("hr-staff", person_dn("lena"))
+    DirectoryAccount.objects.filter(user=lena).update(
+        checked_at=timezone.now() - timedelta(minutes=settings.DIRECTORY_RECHECK_MINUTES + 1)
+    )
+    # The token still works (Lena is enabled), but HR's collection is now as missing.
+    assert "HR policies" not in names()
+    assert api.get(documents).status_code == 404

@@ -214,6 +214,26 @@ def test_oidc_disabled_account_cannot_sign_in_or_use_its_api_tokens(
     assert answer.status_code == 200 and "Invalid username or password" in answer.text
 
 
+def test_oidc_recheck_reads_groups_from_the_refreshed_id_token(
+    oidc_on: Provider, mapped: Any, settings: Any
+) -> None:
+    """Entra ID puts groups in ID tokens only, not in userinfo: the re-check takes them from
+    the ID token of the refresh (checked like the first), not "no groups at all"."""
+    oidc_on.userinfo_groups = False
+    assert oidc_sign_in(Client(), "nina", "nina password").status_code == 302
+    nina = User.objects.get(username="nina")
+    assert held(nina) == {("HR", "employee", True)}
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.create_api_token(None, nina, 't')}")
+    oidc_on.people["nina"].groups = ["hr-readers", "finance-team"]
+    DirectoryAccount.objects.filter(user=nina).update(
+        checked_at=timezone.now() - timedelta(minutes=settings.DIRECTORY_RECHECK_MINUTES + 1)
+    )
+    assert api.get("/api/v1/collections").status_code == 200
+    assert held(nina) == {("HR", "employee", True), ("Finance", "curator", True)}
+    account = DirectoryAccount.objects.get(user=nina)
+    assert account.checked_at > timezone.now() - timedelta(minutes=1)
+
+
 def test_oidc_provider_down_says_so_and_the_local_operator_still_signs_in(
     oidc_on: Provider, mapped: Any
 ) -> None:

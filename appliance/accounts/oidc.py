@@ -97,16 +97,10 @@ def finish_sign_in(request: Any) -> Any:
     checks the ID token and returns the person, mapped. Raises SignInFailed."""
     name = config()["provider_name"]
     try:
-        issuer = metadata()["issuer"]
+        metadata()
         # Authlib checks the audience only through "azp"; the ID token must name this
         # client among its audiences (OIDC Core 3.1.3.7), so both are required here.
-        token = client().authorize_access_token(
-            request,
-            claims_options={
-                "iss": {"essential": True, "values": [issuer]},
-                "aud": {"essential": True, "values": [config()["client_id"]]},
-            },
-        )
+        token = client().authorize_access_token(request, claims_options=_checks())
     except requests.RequestException as exc:
         logger.warning("OIDC provider unreachable: %s", exc)
         raise SignInFailed(UNREACHABLE.format(name=name)) from exc
@@ -171,15 +165,29 @@ def recheck(account: DirectoryAccount) -> directory.Identity | None:
             token = session.refresh_token(
                 found["token_endpoint"], refresh_token=account.refresh_token
             )
-        info = oauth.userinfo(token=token)
+        claims = dict(oauth.userinfo(token=token))
+        if token.get("id_token"):
+            # Some providers (Entra ID) put groups only in ID tokens: a refreshed one is
+            # checked like the first (no nonce: none is sent with a refresh).
+            claims.update(oauth.parse_id_token(token, nonce=None, claims_options=_checks()))
     except requests.RequestException as exc:
         raise directory.DirectoryUnreachable(str(exc)) from exc
-    except OAuthError as exc:
+    except (OAuthError, JoseError) as exc:
         logger.info("OIDC refresh for %s refused: %r", account.user, exc)
         return None
-    if str(info.get("sub")) != account.external_id:
+    if str(claims.get("sub")) != account.external_id:
         return None
-    return _identity(dict(info), token)
+    if config()["groups_claim"] not in claims:
+        # The provider does not say which groups now: the last sign-in's word stands.
+        claims[config()["groups_claim"]] = list(account.groups)
+    return _identity(claims, token)
+
+
+def _checks() -> dict[str, Any]:
+    return {
+        "iss": {"essential": True, "values": [config()["issuer"]]},
+        "aud": {"essential": True, "values": [config()["client_id"]]},
+    }
 
 
 def logout_url(request: Any, id_token: str, after: str) -> str | None:

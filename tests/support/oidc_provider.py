@@ -170,6 +170,8 @@ class Provider:
         self.tokens: dict[str, Token] = {}
         self.used_nonces: list[str] = []
         self.mode = "normal"  # see misbehave()
+        # False: groups only in ID tokens, not from userinfo (as Entra ID does).
+        self.userinfo_groups = True
         self.ended_sessions = 0
         self.app = self._build_app()
         self._server: Any = None
@@ -321,7 +323,8 @@ class Provider:
             )
 
         server.register_grant(CodeGrant, [OpenID(require_nonce=True), CodeChallenge(required=True)])
-        server.register_grant(RefreshGrant)
+        # A refresh answers with a new ID token too, as Entra ID and Keycloak do.
+        server.register_grant(RefreshGrant, [OpenID()])
 
         class Validator(BearerTokenValidator):
             def authenticate_token(self, token_string: str) -> Token | None:
@@ -335,7 +338,10 @@ class Provider:
                 return provider.issuer
 
             def generate_user_info(self, user: Person, scope: str) -> UserInfo:
-                return _user_info(user)
+                info = _user_info(user)
+                if not provider.userinfo_groups:
+                    del info["groups"]
+                return info
 
         server.register_endpoint(UserInfoAnswer(resource_protector=protector))
 
