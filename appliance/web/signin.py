@@ -75,7 +75,7 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
         )
         return _failed(request, str(exc))
     id_token = request.session.get("oidc_id_token", "")
-    next_url = request.session.get("oidc_next") or reverse("ask")
+    next_url = request.session.pop("oidc_next", None) or reverse("ask")
     login(request, user, backend=SESSION_BACKEND)
     # login() starts a new session; the ID token is kept for signing out at the provider.
     request.session["oidc_id_token"] = id_token
