@@ -346,3 +346,14 @@ LOGGING = {
         "pdfminer": {"level": "ERROR"},
     },
 }
+
+# --- sign-in through a directory: LDAP/Active Directory and OIDC (docs/sign-in.md) --------
+from appliance.sso_settings import ldap_settings, oidc_settings  # noqa: E402
+
+globals().update(ldap_settings(env))
+globals().update(oidc_settings(env))
+if globals().get("AUTH_LDAP_SERVER_URI"):
+    AUTHENTICATION_BACKENDS.append("appliance.accounts.ldap_backend.DirectoryLDAPBackend")
+# API tokens of directory accounts are honoured for this long after the directory last
+# said the account is enabled; then the directory is asked again.
+DIRECTORY_RECHECK_MINUTES = env.int("APPLIANCE_DIRECTORY_RECHECK_MINUTES", 15, minimum=1)
