@@ -39,6 +39,9 @@ class Action(models.TextChoices):
     PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
     GOLDEN_DRAFTS = "golden_drafts", "Drafted or reviewed golden set questions"
     COLLECTION_UPDATE = "collection_update", "Changed a collection's description or suggestions"
+    FEEDBACK = "feedback", "Gave feedback on an answer"
+    CONVERSATION_DELETE = "conversation_delete", "Deleted a conversation"
+    CHAT_PRUNE = "chat_prune", "Deleted old conversations (chat retention)"
 
 
 class AuditEvent(models.Model):

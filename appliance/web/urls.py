@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from appliance.web import auditor, operator, pilot, pilot_drafts, sharing, views
+from appliance.web import auditor, feedback, operator, pilot, pilot_drafts, sharing, views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -93,4 +93,16 @@ urlpatterns = [
         {"active": "activate"},
         name="operator-activate",
     ),
+]
+
+# Feedback on answers, deleting conversations, and the curators' feedback page.
+urlpatterns += [
+    path("questions/<int:question_id>/feedback", feedback.give, name="question-feedback"),
+    path(
+        "conversations/<int:conversation_id>/delete",
+        feedback.delete_conversation,
+        name="conversation-delete",
+    ),
+    path("feedback/", feedback.curator_page, name="curator-feedback"),
+    path("feedback/<int:feedback_id>/golden", feedback.to_golden_set, name="feedback-golden"),
 ]
