@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import events, tasks
-from inference.models import Conversation, Feedback, Question
+from inference.models import Conversation, Feedback, Question, QuestionStatus
 from ingest.models import Collection, Document
 
 MAX_QUESTION_CHARS = 4000
@@ -131,12 +132,14 @@ def give_feedback(
     whether the question was shared, not the comment's words (they may quote the question,
     which stays with its asker unless shared)."""
     if not isinstance(helpful, bool):
-        raise InvalidFeedback("Say whether the answer helped: helpful must be true or false.")
-    if not question.is_final or question.status != "done":
-        raise InvalidFeedback("Feedback can be given once the answer is complete.")
+        raise InvalidFeedback(_("Say whether the answer helped: helpful must be true or false."))
+    if question.status != QuestionStatus.DONE:
+        raise InvalidFeedback(_("Feedback can be given once the answer is complete."))
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT_CHARS:
-        raise InvalidFeedback(f"Comments are limited to {MAX_COMMENT_CHARS} characters.")
+        raise InvalidFeedback(
+            _("Comments are limited to %(count)d characters.") % {"count": MAX_COMMENT_CHARS}
+        )
     with transaction.atomic():
         feedback, created = Feedback.objects.select_for_update().get_or_create(
             question=question,

@@ -94,8 +94,9 @@ def reconcile() -> int:
     if _last_run is not None and time.monotonic() - _last_run < RUN_EVERY_SECONDS:
         return 0
     _last_run = time.monotonic()
-    if settings.CHAT_RETENTION_DAYS <= 0 and not Department.objects.filter(
-        chat_retention_days__gt=0
-    ).exists():
+    if (
+        settings.CHAT_RETENTION_DAYS <= 0
+        and not Department.objects.filter(chat_retention_days__gt=0).exists()
+    ):
         return 0
     return prune().questions

@@ -21,7 +21,5 @@ urlpatterns = [
         views.question_feedback,
         name="api-question-feedback",
     ),
-    path(
-        "conversations/<int:conversation_id>", views.conversation, name="api-conversation"
-    ),
+    path("conversations/<int:conversation_id>", views.conversation, name="api-conversation"),
 ]

@@ -4,6 +4,7 @@ missing answer the same 404."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
 from appliance import access
 from appliance.api.common import api, error, json_body, not_found
@@ -154,10 +155,10 @@ def question_feedback(request: HttpRequest, question_id: int) -> HttpResponse:
         body = json_body(request)
         comment = body.get("comment", "")
         if not isinstance(comment, str):
-            raise inference_actions.InvalidFeedback("comment must be text.")
+            raise inference_actions.InvalidFeedback(_("comment must be text."))
         share = body.get("share_question", False)
         if not isinstance(share, bool):
-            raise inference_actions.InvalidFeedback("share_question must be true or false.")
+            raise inference_actions.InvalidFeedback(_("share_question must be true or false."))
         given = inference_actions.give_feedback(
             request.user, found, body.get("helpful"), comment, share
         )

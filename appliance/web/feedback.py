@@ -96,9 +96,7 @@ def curator_page(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "rating": rating,
-            "golden_sets": GoldenSet.objects.visible_to(request.user).select_related(
-                "department"
-            ),
+            "golden_sets": GoldenSet.objects.visible_to(request.user).select_related("department"),
         },
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
@@ -325,7 +326,7 @@ def add_asked_question(
     A question the set already holds is refused."""
     question = " ".join((question or "").split())
     if not question:
-        raise GoldenEntryRefused("The question is empty.")
+        raise GoldenEntryRefused(_("The question is empty."))
     with transaction.atomic():
         locked = GoldenSet.objects.select_for_update().get(pk=golden_set.pk)
         latest = locked.latest
@@ -335,7 +336,9 @@ def add_asked_question(
             else []
         )
         if goldens.question_key(question) in {goldens.question_key(r.question) for r in existing}:
-            raise GoldenEntryRefused(f"“{locked.name}” already holds this question.")
+            raise GoldenEntryRefused(
+                _("“%(name)s” already holds this question.") % {"name": locked.name}
+            )
         row = GoldenRow(
             question=question,
             expected_answer=(expected_answer or "").strip(),

@@ -36,7 +36,7 @@ def _sign_in_with_form(context: Any, username: str) -> Any:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_load_state()
+    page.wait_for_url(lambda url: "/login/" not in url)
     return page
 
 
@@ -103,7 +103,7 @@ def test_employee_asks_rates_copies_and_deletes_by_keyboard_and_the_pages_pass_a
         assert_accessible(page, "the Ask page with an answer")
 
         # The answer's own link: the question page, which passes axe as well.
-        tab_to(page, "#live-answer .permalink")
+        tab_to(page, "#live-answer .permalink", backwards=True)
         page.keyboard.press("Enter")
         page.wait_for_url(f"**/questions/{question.pk}/")
         page.wait_for_selector(".answer-tools form.feedback button[aria-pressed=true]")

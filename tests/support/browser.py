@@ -100,14 +100,16 @@ def assert_accessible(page: Any, name: str) -> None:
     assert found == [], f"axe finds serious or critical problems on {name}: {found}"
 
 
-def tab_to(page: Any, selector: str, most: int = 60) -> None:
+def tab_to(page: Any, selector: str, most: int = 60, *, backwards: bool = False) -> None:
     """Press Tab until the element ``selector`` names has the focus (as a keyboard user
-    would; nothing when it has it already), failing if it never does."""
+    would; nothing when it has it already), failing if it never does. ``backwards``
+    presses Shift+Tab."""
+    key = "Shift+Tab" if backwards else "Tab"
     focused = "(s) => !!document.activeElement && document.activeElement.matches(s)"
     for _ in range(most):
         if page.evaluate(focused, selector):
             return
-        page.keyboard.press("Tab")
+        page.keyboard.press(key)
     if page.evaluate(focused, selector):
         return
     raise AssertionError(f"{selector} cannot be reached with the Tab key")

@@ -16,9 +16,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: object, **options: object) -> None:
-        if settings.CHAT_RETENTION_DAYS <= 0 and not Department.objects.filter(
-            chat_retention_days__gt=0
-        ).exists():
+        if (
+            settings.CHAT_RETENTION_DAYS <= 0
+            and not Department.objects.filter(chat_retention_days__gt=0).exists()
+        ):
             self.stdout.write(
                 "Chat retention is off (APPLIANCE_CHAT_RETENTION_DAYS=0 and no department "
                 "sets its own): nothing is deleted."
