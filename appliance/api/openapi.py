@@ -85,6 +85,10 @@ SCHEMA: dict[str, Any] = {
                     "question": {"type": "string"},
                     "answer": {"type": "string"},
                     "grounded": {"type": ["boolean", "null"]},
+                    "url": {
+                        "type": "string",
+                        "description": "The answer's page; it opens for its asker only",
+                    },
                     "citations": {
                         "type": "array",
                         "items": {"$ref": "#/components/schemas/Citation"},
