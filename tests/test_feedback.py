@@ -96,6 +96,8 @@ def test_asker_rates_an_answer_once_and_can_change_it(
     too_long = api.post(url, {"helpful": False, "comment": "x" * 2001}, "application/json")
     assert too_long.status_code == 400
     assert Feedback.objects.get(question=answered).helpful is True
+    paths = api.get("/api/v1/openapi.json").json()["paths"]
+    assert "/questions/{id}/feedback" in paths and "/conversations/{id}" in paths
 
 
 def test_only_the_asker_may_rate_and_others_get_the_missing_ids_404(
