@@ -183,6 +183,10 @@ if PRODUCTION and len(AUDIT_SIGNING_KEY) < 32:
         "characters is required in production"
     )
 AUDIT_RETENTION_DAYS = env.int("APPLIANCE_AUDIT_RETENTION_DAYS", 7 * 365 + 2, minimum=1)
+# Chat retention: questions, answers and conversations older than this many days are
+# deleted by the answer workers (and `chat_prune`); 0 keeps them. A department may set a
+# shorter period for its members (inference/retention.py). Audit rows stay.
+CHAT_RETENTION_DAYS = env.int("APPLIANCE_CHAT_RETENTION_DAYS", 0, minimum=0)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -20,6 +20,10 @@ class User(AbstractUser):
 class Department(models.Model):
     name = models.CharField(max_length=120, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Days its members' questions, answers and conversations are kept; empty means the
+    # organisation's APPLIANCE_CHAT_RETENTION_DAYS. The shortest that applies to a person
+    # wins (inference/retention.py).
+    chat_retention_days = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

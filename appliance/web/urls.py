@@ -1,6 +1,6 @@
 from django.urls import path
 
-from appliance.web import auditor, operator, pilot, pilot_drafts, sharing, signin, views
+from appliance.web import auditor, feedback, operator, pilot, pilot_drafts, sharing, signin, views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -101,4 +101,16 @@ urlpatterns = [
         operator.remove_group_mapping,
         name="operator-remove-group",
     ),
+]
+
+# Feedback on answers, deleting conversations, and the curators' feedback page.
+urlpatterns += [
+    path("questions/<int:question_id>/feedback", feedback.give, name="question-feedback"),
+    path(
+        "conversations/<int:conversation_id>/delete",
+        feedback.delete_conversation,
+        name="conversation-delete",
+    ),
+    path("feedback/", feedback.curator_page, name="curator-feedback"),
+    path("feedback/<int:feedback_id>/golden", feedback.to_golden_set, name="feedback-golden"),
 ]

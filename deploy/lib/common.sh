@@ -66,6 +66,28 @@ ensure_system_packages() {
 ensure_browser() {
   # Debian's own Chromium drives the browser tests (Playwright cannot download one here).
   apt_install chromium fonts-dejavu-core
+  ensure_axe
+}
+
+# axe-core checks the pages' accessibility inside the browser tests. The tarball comes from
+# the npm registry, checked against the integrity npm itself publishes; no node is needed.
+AXE_VERSION=4.10.3
+AXE_SHA512="Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg=="
+AXE_DIR="$VENV/share/axe-core"
+
+ensure_axe() {
+  [ "$(cat "$AXE_DIR/VERSION" 2>/dev/null)" = "$AXE_VERSION" ] && [ -s "$AXE_DIR/axe.min.js" ] && return 0
+  log "fetching axe-core $AXE_VERSION from the npm registry"
+  local tgz got
+  tgz=$(mktemp)
+  curl -fsSL "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz" -o "$tgz" ||
+    die "could not download axe-core $AXE_VERSION"
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  [ "$got" = "$AXE_SHA512" ] || { rm -f "$tgz"; die "axe-core $AXE_VERSION: checksum mismatch"; }
+  mkdir -p "$AXE_DIR"
+  tar -xzf "$tgz" -C "$AXE_DIR" --strip-components=1 package/axe.min.js package/LICENSE
+  rm -f "$tgz"
+  echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
 }
 
 ensure_directory_test_server() {
