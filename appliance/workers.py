@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import gc
 import logging
+import logging.config
 import os
 import socket
 import threading
 
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
+from django.conf import settings
 from django.db import close_old_connections, connections
 
 from appliance import redis_client
@@ -18,6 +26,13 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
 _stop = threading.Event()
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """The workers log as every process does (one JSON line per event, appliance.logs):
+    Celery leaves logging alone when this signal has a receiver."""
+    logging.config.dictConfig(settings.LOGGING)
 
 
 def role() -> str:

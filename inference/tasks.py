@@ -3,12 +3,16 @@ on that queue (after a question commits, by the reconciler)."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
 from appliance import redis_client
 from inference import answering, events
 from inference.models import Question
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(
