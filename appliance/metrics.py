@@ -41,8 +41,8 @@ QUEUES = ("answer", "ingest")
 @cache
 def _metrics() -> SimpleNamespace:
     """The metrics, made on first use: prometheus-client decides at import whether it
-    writes to files, so the folder must be named before it loads (and the settings that
-    name it are read only after this module loads, with the Celery app)."""
+    writes to files, so the folder must be named before it loads. The settings name it
+    (``PROMETHEUS_MULTIPROC_DIR``), and they load after this module, with the Celery app."""
     folder = settings.METRICS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
@@ -188,9 +188,6 @@ def document_finished(status: str, kind: str, reason: str | None = None) -> None
     _record("documents", record)
 
 
-def prometheus() -> Any:
-    """prometheus_client, loaded the way this module needs it (for the exporter)."""
+def ready() -> None:
+    """Make the metrics (and their folder) now; the exporter reads them afterwards."""
     _metrics()
-    import prometheus_client
-
-    return prometheus_client

@@ -362,6 +362,8 @@ LOGGING = {
 # Counters and histograms of every process, in files the web process adds up for /metrics
 # (appliance/metrics.py); /metrics answers only these addresses (anyone else: 404).
 METRICS_DIR = env.path("APPLIANCE_METRICS_DIR", DATA_DIR / "run" / "metrics")
+# prometheus-client chooses files or memory when it is first imported, wherever that is.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
 METRICS_ALLOWED = env.list("APPLIANCE_METRICS_ALLOWED", ["127.0.0.1", "::1"])
 for _address in METRICS_ALLOWED:
     try:

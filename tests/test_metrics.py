@@ -4,18 +4,22 @@ the worker processes: tests/e2e/test_observability.py.)"""
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance import metrics
 from appliance.operations.exporter import allowed
 from ingest import actions as ingest_actions
-from tests.test_canary import ingest_text
 
 pytestmark = pytest.mark.django_db
 
@@ -32,19 +36,21 @@ def samples(body: bytes) -> dict[tuple[str, tuple], float]:
 
 def test_loopback_reads_every_family_in_prometheus_text_format(people: Any) -> None:
     collection = ingest_actions.create_collection(people.carol, "HR policies", people.hr)
-    ingest_text(people.carol, collection, "leave.txt", "Annual leave is 25 days a year.")
+    upload = ingest_actions.IncomingFile("leave.txt", io.BytesIO(b"Annual leave: 25 days."))
+    ingest_actions.upload_documents(people.carol, collection, [upload])
 
     response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
 
     assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response["Content-Type"].startswith("text/plain; version=")
     found = samples(response.content)
     assert found[("appliance_database_up", ())] == 1
     assert found[("appliance_redis_up", ())] == 1
     assert ("appliance_queue_depth", (("queue", "answer"),)) in found
     assert ("appliance_queue_oldest_seconds", (("queue", "ingest"),)) in found
     assert ("appliance_workers", (("role", "answer"),)) in found
-    assert found[("appliance_documents", (("format", "txt"), ("status", "ready")))] == 1
+    assert found[("appliance_documents", (("format", "txt"), ("status", "queued")))] == 1
+    assert found[("appliance_queue_oldest_seconds", (("queue", "ingest"),))] >= 0
     # The counted families are there from the start (at zero), so a dashboard has a line.
     names = {name for name, _ in found}
     for family in (
@@ -55,9 +61,29 @@ def test_loopback_reads_every_family_in_prometheus_text_format(people: Any) -> N
         "appliance_answer_seconds_count",
         "appliance_answer_tokens_per_second_count",
         "appliance_queue_wait_seconds_count",
-        "appliance_documents_ingested_total",
     ):
         assert family in names, family
+
+
+def test_the_grafana_dashboard_plots_only_metrics_the_appliance_exports() -> None:
+    dashboard = json.loads(
+        (settings.BASE_DIR / "deploy" / "grafana" / "appliance.json").read_text()
+    )
+    wanted = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"appliance_[a-z_]+", target["expr"])
+    }
+    # What the processes count (present once counted) and what each scrape reads.
+    counted = {
+        metric._name + ("_total" if metric._type == "counter" else "")
+        for metric in vars(metrics._metrics()).values()
+    }
+    body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    read = set(re.findall(r"^# HELP (appliance_[a-z_]+) ", body, re.MULTILINE))
+    assert len(wanted) >= 15
+    assert wanted - counted - read == set()
 
 
 def test_ipv6_loopback_and_configured_networks_are_let_in() -> None:

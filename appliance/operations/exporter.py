@@ -23,6 +23,8 @@ from django.db.models import Count, Min
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 from appliance import metrics, redis_client
 from appliance.audit.context import client_ip
@@ -49,22 +51,19 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         raise Http404
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
-    prom = metrics.prometheus()
-    registry = prom.CollectorRegistry()
-    prom.multiprocess.MultiProcessCollector(registry, path=str(settings.METRICS_DIR))
-    registry.register(CurrentState(prom))
-    return HttpResponse(prom.generate_latest(registry), content_type=prom.CONTENT_TYPE_LATEST)
+    metrics.ready()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(settings.METRICS_DIR))
+    registry.register(CurrentState())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class CurrentState:
     """Read from PostgreSQL and Redis at each scrape; a service that is away is reported
     as down (0), and the numbers that need it are left out rather than guessed."""
 
-    def __init__(self, prom: Any) -> None:
-        self.families = prom.metrics_core
-
-    def gauge(self, name: str, text: str, labels: list[str] | None = None) -> Any:
-        return self.families.GaugeMetricFamily(name, text, labels=labels)
+    def gauge(self, name: str, text: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, text, labels=labels)
 
     def collect(self) -> Iterator[Any]:
         database_ok = self._database()
