@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,13 @@ _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "taskName",
 }
+
+
+def configure(config: dict[str, Any]) -> None:
+    """Django's LOGGING_CONFIG (and the workers' logging set-up): the dictionary config, and
+    Python's warnings as log records, so a library's warning is a JSON line too."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 def bind(**fields: Any) -> Token:

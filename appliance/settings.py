@@ -23,6 +23,9 @@ for _name, _value in {
     "SCARF_NO_ANALYTICS": "true",
     "UNSTRUCTURED_TELEMETRY": "off",
     "TOKENIZERS_PARALLELISM": "false",
+    # Progress bars would break the logs' one JSON object per line.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -340,6 +343,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 # only with APPLIANCE_LOG_CONTENT=true, for debugging.
 LOG_CONTENT = env.bool("APPLIANCE_LOG_CONTENT", False)
 LOG_FORMAT = env.choice("APPLIANCE_LOG_FORMAT", "json", ("json", "plain"))
+LOGGING_CONFIG = "appliance.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import logging.config
 import os
 import socket
 import threading
@@ -20,7 +19,7 @@ from celery.signals import (
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from appliance import redis_client
+from appliance import logs, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ _stop = threading.Event()
 def _logging(**_: object) -> None:
     """The workers log as every process does (one JSON line per event, appliance.logs):
     Celery leaves logging alone when this signal has a receiver."""
-    logging.config.dictConfig(settings.LOGGING)
+    logs.configure(settings.LOGGING)
 
 
 def role() -> str:
