@@ -358,9 +358,11 @@ LOGGING = {
         "unstructured": {"level": "WARNING"},
         "pdfminer": {"level": "ERROR"},
         # uvicorn configures its own plain-text handlers; its lines go through ours instead.
+        # Its access lines are left out: RequestContextMiddleware logs each request, with
+        # its request id (uvicorn writes them only while the logger has a handler).
         "uvicorn": {"handlers": ["console"], "propagate": False},
         "uvicorn.error": {"handlers": [], "propagate": True},
-        "uvicorn.access": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }
 # Counters and histograms of every process, in files the web process adds up for /metrics
