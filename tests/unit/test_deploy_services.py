@@ -139,3 +139,54 @@ def test_systemd_accepts_the_units(units: Path) -> None:
         if line.strip() and not line.rstrip().endswith("not found.")
     ]
     assert problems == [], problems
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["--role", "worker"], "usage: deploy/up --role worker --queues"),
+        (
+            [
+                "--role",
+                "worker",
+                "--queues",
+                "answer,pdf",
+                "--broker",
+                "redis://h/0",
+                "--database",
+                "postgresql://h/a",
+            ],
+            "--queues: 'pdf' is not a queue",
+        ),
+        (
+            [
+                "--role",
+                "worker",
+                "--queues",
+                "answer",
+                "--broker",
+                "http://h",
+                "--database",
+                "postgresql://h/a",
+            ],
+            "--broker must be a redis:// URL",
+        ),
+        (["--role", "boss"], "--role must be worker"),
+        (["--queues", "answer"], "go with --role worker"),
+        (["--broker"], "--broker needs a value"),
+    ],
+)
+def test_a_worker_host_with_wrong_arguments_is_told_before_anything_is_installed(
+    tmp_path: Path, arguments: list[str], said: str
+) -> None:
+    result = subprocess.run(
+        ["deploy/up", *arguments],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "APPLIANCE_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert said in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing installed
