@@ -3,6 +3,7 @@ that deploy/up writes, ``var/appliance.env``); docs/configuration.md lists them 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -22,6 +23,9 @@ for _name, _value in {
     "SCARF_NO_ANALYTICS": "true",
     "UNSTRUCTURED_TELEMETRY": "off",
     "TOKENIZERS_PARALLELISM": "false",
+    # Progress bars would break the logs' one JSON object per line.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -338,16 +342,31 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- logs and metrics (docs/operations.md, "Logs" and "Metrics") -------------------------
+# One JSON line per event in every process (appliance/logs.py); question and document text
+# only with APPLIANCE_LOG_CONTENT=true, for debugging.
+LOG_CONTENT = env.bool("APPLIANCE_LOG_CONTENT", False)
+LOG_FORMAT = env.choice("APPLIANCE_LOG_FORMAT", "json", ("json", "plain"))
+LOGGING_CONFIG = "appliance.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "appliance.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("APPLIANCE_LOG_LEVEL", "INFO")},
     "loggers": {
         "axes": {"level": "WARNING"},
         "unstructured": {"level": "WARNING"},
         "pdfminer": {"level": "ERROR"},
+        # uvicorn configures its own plain-text handlers; its lines go through ours instead.
+        # Its access lines are left out: RequestContextMiddleware logs each request, with
+        # its request id (uvicorn writes them only while the logger has a handler).
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }
 
@@ -361,3 +380,17 @@ if globals().get("AUTH_LDAP_SERVER_URI"):
 # API tokens of directory accounts are honoured for this long after the directory last
 # said the account is enabled; then the directory is asked again.
 DIRECTORY_RECHECK_MINUTES = env.int("APPLIANCE_DIRECTORY_RECHECK_MINUTES", 15, minimum=1)
+# Counters and histograms of every process, in files the web process adds up for /metrics
+# (appliance/metrics.py); /metrics answers only these addresses (anyone else: 404).
+METRICS_DIR = env.path("APPLIANCE_METRICS_DIR", DATA_DIR / "run" / "metrics")
+# prometheus-client chooses files or memory when it is first imported, wherever that is.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_ALLOWED = env.list("APPLIANCE_METRICS_ALLOWED", ["127.0.0.1", "::1"])
+for _address in METRICS_ALLOWED:
+    try:
+        ipaddress.ip_network(_address, strict=False)
+    except ValueError:
+        raise SettingError(
+            f"APPLIANCE_METRICS_ALLOWED: {_address!r} is not an address or network "
+            "(e.g. 127.0.0.1, ::1, 10.0.5.0/24)"
+        ) from None

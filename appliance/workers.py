@@ -9,15 +9,29 @@ import os
 import socket
 import threading
 
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
+from django.conf import settings
 from django.db import close_old_connections, connections
 
-from appliance import redis_client
+from appliance import logs, redis_client
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
 _stop = threading.Event()
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """The workers log as every process does (one JSON line per event, appliance.logs):
+    Celery leaves logging alone when this signal has a receiver."""
+    logs.configure(settings.LOGGING)
 
 
 def role() -> str:

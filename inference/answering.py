@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from appliance import logs, metrics
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, documents, events, prompts, reading
@@ -82,17 +83,19 @@ def claim(question_id: int) -> Question | None:
 
 
 def answer(question_id: int) -> str:
-    question = claim(question_id)
-    if question is None:
-        return "skipped"
-    started = time.monotonic()
-    try:
-        with AliveSignal(question), StopListener(question) as stop:
-            return _answer(question, started, stop)
-    except Exception as exc:
-        log.exception("answering question %s failed", question_id)
-        finish_with_error(question, f"The answer could not be produced ({type(exc).__name__}).")
-        return "error"
+    with logs.bound(question_id=question_id):
+        question = claim(question_id)
+        if question is None:
+            return "skipped"
+        started = time.monotonic()
+        try:
+            with AliveSignal(question), StopListener(question) as stop:
+                return _answer(question, started, stop)
+        except Exception as exc:
+            log.exception("answering question %s failed", question_id)
+            message = f"The answer could not be produced ({type(exc).__name__})."
+            finish_with_error(question, message)
+            return "error"
 
 
 def _answer(question: Question, started: float, stop: threading.Event) -> str:
@@ -103,7 +106,7 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
     history = conversation.history(question)
     about = documents.focus(question, history)
     if about.unavailable:  # picked, but no longer readable: the same words as a missing one
-        return refuse(question, [], history, started)
+        return refuse(question, [], history, started, why="unreadable_document")
     if about.whole:
         return answer_from_documents(question, model, history, about, started, stop)
 
@@ -118,9 +121,13 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
     return answer_from_sources(question, model, history, hits, packed, started, stop)
 
 
-def refuse(question: Question, hits: list[Hit], history: History, started: float) -> str:
+def refuse(
+    question: Question, hits: list[Hit], history: History, started: float, why: str = "no_passage"
+) -> str:
     """The plain refusal (``prompts.NOT_FOUND``), without calling the model: nothing the
-    asker may read answers the question. Its words never depend on why."""
+    asker may read answers the question. Its words never depend on ``why`` (which only
+    the metrics see)."""
+    metrics.answer_refused(why)
     question.documents = []
     events.publish(question, "sources", {"sources": []})
     events.publish(question, "token", {"text": prompts.NOT_FOUND})
@@ -203,7 +210,7 @@ def answer_from_documents(
         question.completion_tokens = spent.completion_tokens
         return store(question, Reply(hits=read.read, stopped=True), history, started)
     if not read.sources:  # nothing of them is readable now (deleted, access revoked)
-        return refuse(question, [], history, started)
+        return refuse(question, [], history, started, why="unreadable_document")
     return answer_from_sources(
         question, model, history, read.read, read.sources, started, stop, spent
     )
@@ -347,6 +354,9 @@ def generate(
         relay.take(reader.feed(text))
     relay.take(reader.close())
     relay.flush()
+    metrics.model_generated(
+        stats.prompt_tokens, stats.completion_tokens, stats.first_token_s, stats.total_s
+    )
     return stats
 
 
@@ -455,7 +465,36 @@ def store(question: Question, reply: Reply, history: History, started: float) ->
             "earlier_sources": [source_json(s) for s in named_again],
         }
         transaction.on_commit(lambda: events.publish(question, "done", done))
+    observe_answer(question, reply)
     return "done"
+
+
+def observe_answer(question: Question, reply: Reply) -> None:
+    """Count and log a stored answer: numbers and ids only, never the question or answer
+    text (``appliance.logs``)."""
+    if reply.stopped:
+        outcome = "stopped"
+    elif reply.grounded is False:
+        outcome = "refused"
+    else:
+        outcome = "answered"
+    ttft = None if question.ttft_ms is None else question.ttft_ms / 1000
+    metrics.answer_finished(outcome, ttft, question.latency_ms / 1000)
+    log.info(
+        "question %s: %s",
+        question.pk,
+        outcome,
+        extra={
+            "event": "answer.finished",
+            "outcome": outcome,
+            "ttft_ms": question.ttft_ms,
+            "latency_ms": question.latency_ms,
+            "prompt_tokens": question.prompt_tokens,
+            "completion_tokens": question.completion_tokens,
+            "cited": len(set(_CITATION.findall(question.answer or ""))),
+            "question": logs.content(question.text),
+        },
+    )
 
 
 def finish_with_error(question: Question, message: str) -> None:
@@ -471,6 +510,18 @@ def finish_with_error(question: Question, message: str) -> None:
                 details={"error": message, "model": settings.LLM_SPEC.name},
             )
             transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
+    if updated:
+        metrics.answer_finished("error")
+        log.info(
+            "question %s: error",
+            question.pk,
+            extra={
+                "event": "answer.finished",
+                "outcome": "error",
+                "question_id": question.pk,
+                "reason": message,
+            },
+        )
 
 
 # --- the line of waiting questions, and questions that lost their worker ------------------

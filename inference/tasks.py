@@ -3,12 +3,16 @@ on that queue (after a question commits, by the reconciler)."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
-from appliance import redis_client
+from appliance import logs, metrics, redis_client
 from inference import answering, events
 from inference.models import Question
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -24,8 +28,15 @@ def answer_question(question_id: int) -> str:
 def enqueue(question: Question) -> None:
     """Tell the asker their place in the line, then queue the question. Call after the
     question's transaction commits, so the worker finds the row."""
-    events.publish(question, "queued", answering.queue_position(question))
-    answer_question.delay(question.pk)
+    with logs.bound(question_id=question.pk):
+        metrics.question_asked()
+        log.info(
+            "question %s queued",
+            question.pk,
+            extra={"event": "question.queued", "question": logs.content(question.text)},
+        )
+        events.publish(question, "queued", answering.queue_position(question))
+        answer_question.delay(question.pk)
 
 
 def reconcile() -> int:

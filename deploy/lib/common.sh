@@ -48,10 +48,16 @@ apt_install() {
 # --- system packages --------------------------------------------------------------------
 
 ensure_system_packages() {
-  # Runtime: database, queue, OCR (one language pack per collection language), file-type
-  # detection, PDF rasterising for OCR.
+  # Runtime: database, queue, and what the workers need (below).
+  apt_install postgresql redis-server
+  ensure_worker_packages
+}
+
+ensure_worker_packages() {
+  # A worker host (deploy/up --role worker) needs these only. Runtime: OCR (one language
+  # pack per collection language), file-type detection, PDF rasterising for OCR.
   # Build: compilers for llama-cpp-python and pgvector.
-  apt_install ca-certificates curl postgresql redis-server tesseract-ocr tesseract-ocr-eng \
+  apt_install ca-certificates curl tesseract-ocr tesseract-ocr-eng \
     tesseract-ocr-deu tesseract-ocr-nor tesseract-ocr-fra tesseract-ocr-spa libmagic1 \
     poppler-utils build-essential cmake python3-venv python3-dev procps
   # Old binary Word and PowerPoint files (.doc, .ppt) are converted by headless LibreOffice.
