@@ -46,6 +46,17 @@ def ask(page: Any, question: str) -> tuple[str, list[str]]:  # noqa: F811
     return text, sources
 
 
+def repeated_sentence(text: str) -> str | None:
+    """A sentence the answer says twice or more: what a looping small model does."""
+    seen: set[str] = set()
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        key = " ".join(sentence.lower().split())
+        if len(key) > 20 and key in seen:
+            return sentence
+        seen.add(key)
+    return None
+
+
 def test_alice_and_bob_in_the_demo_organisation(live_db: Any, stack: Any, page: Any) -> None:  # noqa: F811
     call_command("load_demo", stdout=io.StringIO())
     wait_for(
@@ -64,8 +75,18 @@ def test_alice_and_bob_in_the_demo_organisation(live_db: Any, stack: Any, page: 
 
     text, sources = ask(page, LEAVE)
     assert re.search(r"\b27\b", text), text
+    assert repeated_sentence(text) is None, text
     assert any("employee-handbook" in s.lower() and "page 3" in s for s in sources), sources
     save_screenshots(page, "demo-answer-alice")
+
+    # Another suggested question, and one only the scanned page of the minutes answers
+    # (read by OCR): each answered with a source, neither looping.
+    for question in (
+        "What are the flexitime core hours?",
+        "How many electric cars will the home care service lease?",
+    ):
+        text, sources = ask(page, question)
+        assert sources and repeated_sentence(text) is None, (question, text)
 
     sign_in(page, "bob")
     assert "Staff handbook" not in (page.locator("#searched").text_content() or "")
