@@ -38,6 +38,7 @@ from django.utils import timezone
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, documents, events, prompts, reading
+from inference import language as languages
 from inference.conversation import History
 from inference.liveness import AliveSignal, StopListener
 from inference.llm.backend import get_model
@@ -119,12 +120,14 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
 
 
 def refuse(question: Question, hits: list[Hit], history: History, started: float) -> str:
-    """The plain refusal (``prompts.NOT_FOUND``), without calling the model: nothing the
-    asker may read answers the question. Its words never depend on why."""
+    """The plain refusal (``prompts.NOT_FOUND``, in the answer's language), without calling
+    the model: nothing the asker may read answers the question. Its words never depend on
+    why."""
     question.documents = []
+    said = prompts.not_found(languages.for_person(question.text, question.user))
     events.publish(question, "sources", {"sources": []})
-    events.publish(question, "token", {"text": prompts.NOT_FOUND})
-    refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
+    events.publish(question, "token", {"text": said})
+    refusal = Reply(text=said, hits=hits, grounded=False)
     return store(question, refusal, history, started)
 
 
@@ -142,7 +145,8 @@ def answer_from_sources(
     documents (``spent``: what reading them cost)."""
     sources, listed, again = history.number(packed)
     events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
-    prompt = compose_prompt(model, history, question.text, listed, again)
+    language = languages.for_person(question.text, question.user)
+    prompt = compose_prompt(model, history, question.text, listed, again, language)
 
     relay = AnswerRelay(
         started, send=lambda text: events.publish(question, "token", {"text": text})
@@ -258,20 +262,25 @@ def find_passages(question: Question, model: Any, history: History) -> tuple[lis
 
 
 def compose_prompt(
-    model: Any, history: History, text: str, listed: list[prompts.Source], again: list[int]
+    model: Any,
+    history: History,
+    text: str,
+    listed: list[prompts.Source],
+    again: list[int],
+    language: str = "",
 ) -> str:
     """The prompt of this turn. Earlier turns go first, word for word as the model read
     them, so the KV cache of the conversation so far is reused and only the new turn is
     read; a passage the model has already read in this conversation is named by its number
     (``again``), not repeated. The oldest turns give way when the conversation outgrows the
-    model's context."""
+    model's context. ``language`` is the answer's (``inference.language``)."""
     turns = history.turns
     room = settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_ANSWER_TOKENS
     while True:
         prompt = model.format.render(
             prompts.SYSTEM,
             prompts.INSTRUCTIONS,
-            prompts.user_message(text, listed, again),
+            prompts.user_message(text, listed, again, language),
             [(turn.user_message, turn.answer) for turn in turns],
         )
         if not turns or model.count_tokens(prompt) <= room:

@@ -1,7 +1,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
 from appliance.web import auditor, operator, pilot, pilot_drafts, sharing, views
+from appliance.web import language as language_views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -93,4 +95,6 @@ urlpatterns = [
         {"active": "activate"},
         name="operator-activate",
     ),
+    path("language/", language_views.choose_language, name="language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
 ]

@@ -65,6 +65,13 @@ ensure_browser() {
   apt_install chromium fonts-dejavu-core
 }
 
+ensure_translation_tools() {
+  # GNU gettext: makemessages and compilemessages, and the test that the committed
+  # catalogues (appliance/locale) hold every string the code marks. The appliance itself
+  # runs on the committed .mo files and needs none of it.
+  apt_install gettext
+}
+
 # --- PostgreSQL and Redis ---------------------------------------------------------------
 
 pg_major() { ls /etc/postgresql 2>/dev/null | sort -n | tail -1; }
