@@ -151,6 +151,6 @@ def test_a_norwegian_question_is_refused_in_norwegian_and_stays_so(
     client.post("/language/", {"language": "nb"})
     page = client.get(f"/questions/{norwegian.pk}/").content.decode()
     assert NB_REFUSAL in page
-    assert "Ingen passasje i Personalhåndbok passet" in page
+    assert "Ingen utdrag i Personalhåndbok passet" in page
     page = client.get(f"/questions/{english.pk}/").content.decode()
     assert prompts.NOT_FOUND in page
