@@ -110,9 +110,7 @@ def _document_to_ask_about(user: Any, document_id: Any, scope: list[int]) -> int
             )
         )
     if not found.live_version:
-        raise InvalidQuestion(
-            _("That document is still being read. Ask again once it is ready.")
-        )
+        raise InvalidQuestion(_("That document is still being read. Ask again once it is ready."))
     return found.pk
 
 

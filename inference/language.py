@@ -66,8 +66,9 @@ def answer_language(text: str, chosen: str = "", interface: str = "") -> str:
     if chosen:
         return chosen
     detected = detect_language(text)
-    if detected == "da" and interface == "nb":
-        # langdetect reads short Norwegian as Danish; a Norwegian reader means Norwegian.
+    if detected == "da":
+        # langdetect reads short Bokmål as Danish ("Hvor mange feriedager får nye
+        # ansatte?"), and the appliance speaks no Danish: Bokmål is the nearest it has.
         detected = "nb"
     return detected or interface or settings.LANGUAGE_CODE
 

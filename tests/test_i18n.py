@@ -108,6 +108,9 @@ def test_the_answer_language_is_saved_on_the_language_page(
 
 
 def test_the_answer_follows_the_questions_language_unless_the_person_chose_one() -> None:
+    assert languages.answer_language("Hvor mange feriedager får nye ansatte i kommunen?") == "nb"
+    # langdetect calls this one Danish; the appliance answers it in Bokmål.
+    assert languages.detect_language("Hvor mange feriedager får nye ansatte?") == "da"
     assert languages.answer_language("Hvor mange feriedager får nye ansatte?") == "nb"
     assert languages.answer_language("How many days of annual leave do new staff get?") == "en"
     assert languages.answer_language("Wie viele Urlaubstage bekommen neue Mitarbeiter?") == "de"
@@ -116,7 +119,9 @@ def test_the_answer_follows_the_questions_language_unless_the_person_chose_one()
     assert languages.answer_language("How many days of leave?", chosen="nb") == "nb"
 
     message = prompts.user_message("Hvor mange feriedager får nye ansatte?", [], (), "nb")
-    assert message.endswith("Question: Hvor mange feriedager får nye ansatte?\nAnswer in Norwegian Bokmål.")
+    assert message.endswith(
+        "Question: Hvor mange feriedager får nye ansatte?\nAnswer in Norwegian Bokmål."
+    )
     assert prompts.user_message("Hva?", [], ()).endswith("Question: Hva?")
 
 

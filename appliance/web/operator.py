@@ -69,7 +69,9 @@ def create_department(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         if created:
-            messages.success(request, _("Department “%(name)s” created.") % {"name": department.name})
+            messages.success(
+                request, _("Department “%(name)s” created.") % {"name": department.name}
+            )
         else:
             messages.info(
                 request,
@@ -177,7 +179,11 @@ def change_role(request: HttpRequest, user_id: int, membership_id: int) -> HttpR
             messages.success(
                 request,
                 _("%(name)s is now %(role)s of %(department)s.")
-                % {"name": membership.user, "role": _role(role), "department": membership.department},
+                % {
+                    "name": membership.user,
+                    "role": _role(role),
+                    "department": membership.department,
+                },
             )
     except accounts.RefusedChange as exc:
         messages.error(request, str(exc))

@@ -107,7 +107,11 @@ def upload_golden_set(request: HttpRequest) -> HttpResponse:
     version = actions.create_golden_set(request.user, name, department, rows, note=upload.name)
     messages.success(
         request,
-        ngettext("Saved %(version)s with %(count)d question", "Saved %(version)s with %(count)d questions", len(rows))
+        ngettext(
+            "Saved %(version)s with %(count)d question",
+            "Saved %(version)s with %(count)d questions",
+            len(rows),
+        )
         % {"version": version, "count": len(rows)}
         + (
             _("; %(count)d row(s) left out, see above.") % {"count": len(bad_lines)}
@@ -160,7 +164,9 @@ def save_configuration(request: HttpRequest) -> HttpResponse:
             raise ValueError(_("A configuration needs a name and a model."))
         config = actions.save_configuration(request.user, post["name"].strip(), **fields)
     except (ValueError, json.JSONDecodeError) as exc:
-        messages.error(request, _("The configuration was not saved: %(problem)s") % {"problem": exc})
+        messages.error(
+            request, _("The configuration was not saved: %(problem)s") % {"problem": exc}
+        )
         return redirect("pilot")
     messages.success(request, _("Saved the configuration “%(name)s”.") % {"name": config.name})
     return redirect("pilot")

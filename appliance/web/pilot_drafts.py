@@ -16,8 +16,8 @@ from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
-from django.utils.translation import gettext as _
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from appliance import access
@@ -226,7 +226,8 @@ def create_empty(request: HttpRequest) -> HttpResponse:
         request.user, name, department, [], note="empty, to draft questions into"
     )
     messages.success(
-        request, _("Created “%(name)s”. Draft its questions from a collection below.") % {"name": name}
+        request,
+        _("Created “%(name)s”. Draft its questions from a collection below.") % {"name": name},
     )
     return _back(version.golden_set)
 

@@ -190,7 +190,9 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
     if versions:
         messages.success(
             request,
-            _("New versions, read while the current ones keep answering:") + " " + ", ".join(versions),
+            _("New versions, read while the current ones keep answering:")
+            + " "
+            + ", ".join(versions),
         )
     if duplicates:
         messages.info(

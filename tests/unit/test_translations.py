@@ -65,9 +65,7 @@ def test_every_entry_is_translated_with_the_same_placeholders(
 
 
 @pytest.mark.parametrize(("code", "domain", "po"), _catalogues())
-def test_the_compiled_catalogue_says_what_the_source_says(
-    code: str, domain: str, po: Path
-) -> None:
+def test_the_compiled_catalogue_says_what_the_source_says(code: str, domain: str, po: Path) -> None:
     def said(entries: list) -> dict[tuple[str, str], object]:
         return {
             _key(e): (dict(e.msgstr_plural) if e.msgid_plural else e.msgstr)
@@ -100,11 +98,12 @@ def test_every_marked_string_in_the_code_is_in_the_catalogues(
                 ignore_patterns=list(IGNORED),
                 verbosity=0,
             )
-    for code, domain, po in _catalogues():
+    for code, _domain, po in _catalogues():
         fresh = {_key(e) for e in polib.pofile(str(tmp_path / code / "LC_MESSAGES" / po.name))}
         kept = {_key(e) for e in polib.pofile(str(po)) if not e.obsolete}
         missing = sorted(m for _, m in fresh - kept)
         extra = sorted(m for _, m in kept - fresh)
         assert not missing and not extra, (
-            f"{po} is out of date (docs/i18n.md): missing {missing[:10]}, no longer used {extra[:10]}"
+            f"{po} is out of date (docs/i18n.md): "
+            f"missing {missing[:10]}, no longer used {extra[:10]}"
         )
