@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.conf import locale as django_locale
+
 from appliance.env import Env, SettingError, load_env_file
 from inference.catalog import DEFAULT_MODEL, spec_for
 
@@ -209,6 +211,10 @@ USE_I18N = True
 LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
 LANGUAGE_CODE = env.choice("APPLIANCE_LANGUAGE", "en", tuple(code for code, _ in LANGUAGES))
 LOCALE_PATHS = [BASE_DIR / "appliance" / "locale"]
+# Browsers that say only "no" (Norwegian) or "nn" (Nynorsk) get Bokmål, not English.
+for _code in ("no", "no-no", "nn", "nn-no"):
+    _known = django_locale.LANG_INFO.get(_code, django_locale.LANG_INFO["nb"])
+    django_locale.LANG_INFO[_code] = {**_known, "code": _code, "fallback": ["nb"]}
 # Remembered for people who are not signed in (the sign-in page); a signed-in person's
 # choice is saved on their account.
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600

@@ -159,3 +159,11 @@ def test_a_norwegian_question_is_refused_in_norwegian_and_stays_so(
     assert "Ingen utdrag i Personalhåndbok passet" in page
     page = client.get(f"/questions/{english.pk}/").content.decode()
     assert prompts.NOT_FOUND in page
+
+
+@pytest.mark.parametrize(
+    "header", ["no", "nn-NO,nn;q=0.9", "no-NO,en;q=0.5", "nb-NO", "da,nb;q=0.8"]
+)
+def test_browsers_that_say_norwegian_otherwise_get_bokmal(header: str) -> None:
+    page = Client().get("/login/", HTTP_ACCEPT_LANGUAGE=header).content.decode()
+    assert '<html lang="nb">' in page and "Logg inn" in page
