@@ -18,7 +18,7 @@ from inference.conversation import History
 from inference.models import Question, QuestionStatus
 from inference.pilot.engine import is_refusal
 from ingest import actions as ingest_actions
-from tests.conftest import PASSWORD, ClientFor
+from tests.conftest import ClientFor
 
 pytestmark = pytest.mark.django_db
 
@@ -63,8 +63,8 @@ def test_the_language_a_person_picks_follows_them_to_a_new_session(
     assert row.actor == "alice" and row.details == {"person": {"language": "nb"}}
 
     # Another browser, which asks for English: the person's choice wins once signed in.
-    fresh = Client(HTTP_ACCEPT_LANGUAGE="en")
-    assert fresh.login(username="alice", password=PASSWORD)
+    fresh = signed_in(people.alice, HTTP_ACCEPT_LANGUAGE="en")
+    assert fresh.session.session_key != client.session.session_key
     page = fresh.get("/").content.decode()
     assert '<html lang="nb">' in page
     assert "Spør dokumentene dine" in page and "Samlinger" in page and "Logg ut" in page

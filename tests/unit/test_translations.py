@@ -6,6 +6,7 @@ uses the .mo files as they are; docs/i18n.md says how to update both)."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import polib
@@ -17,8 +18,11 @@ from django.test import override_settings
 ROOT = Path(__file__).resolve().parents[2]
 LOCALE = ROOT / "appliance" / "locale"
 DOMAINS = ("django", "djangojs")
-# What makemessages reads besides the code: never the tests, data or collected files.
+# What makemessages reads: the packages and the templates, never the tests, data, or
+# collected static files (docs/i18n.md runs it with the same --ignore list).
+SOURCES = ("appliance", "ingest", "inference", "templates")
 IGNORED = ("tests", "var", "staticfiles", "docs", "deploy", "node_modules")
+COPY_IGNORED = ("locale", "__pycache__", "*.pyc")
 _PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|\{\{\s*\w+\s*\}\}")
 
 
@@ -86,10 +90,16 @@ def test_the_compiled_catalogue_says_what_the_source_says(code: str, domain: str
 def test_every_marked_string_in_the_code_is_in_the_catalogues(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """makemessages, run into a scratch folder, finds no string the committed catalogues
-    lack and none they keep that the code no longer has."""
-    monkeypatch.chdir(ROOT)
-    with override_settings(LOCALE_PATHS=[tmp_path]):
+    """makemessages, run on a copy of the code, finds no string the committed catalogues
+    lack and none they keep that the code no longer has. (On a copy: makemessages writes
+    into every ``locale`` folder it walks past, the committed one included.)"""
+    copy = tmp_path / "code"
+    for top in SOURCES:
+        shutil.copytree(ROOT / top, copy / top, ignore=shutil.ignore_patterns(*COPY_IGNORED))
+    scratch = tmp_path / "locale"
+    scratch.mkdir()
+    monkeypatch.chdir(copy)
+    with override_settings(LOCALE_PATHS=[scratch]):
         for domain in DOMAINS:
             call_command(
                 "makemessages",
@@ -99,7 +109,7 @@ def test_every_marked_string_in_the_code_is_in_the_catalogues(
                 verbosity=0,
             )
     for code, _domain, po in _catalogues():
-        fresh = {_key(e) for e in polib.pofile(str(tmp_path / code / "LC_MESSAGES" / po.name))}
+        fresh = {_key(e) for e in polib.pofile(str(scratch / code / "LC_MESSAGES" / po.name))}
         kept = {_key(e) for e in polib.pofile(str(po)) if not e.obsolete}
         missing = sorted(m for _, m in fresh - kept)
         extra = sorted(m for _, m in kept - fresh)
