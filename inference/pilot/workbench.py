@@ -19,7 +19,7 @@ from appliance.accounts.models import READER_ROLES, Department, Membership
 from inference import actions as inference_actions
 from inference import answering
 from inference.models import Conversation, Question
-from inference.pilot import actions, compare, converters, goldens, runner
+from inference.pilot import actions, compare, converters, engine, goldens, runner
 from inference.pilot.measures import MEASURES
 from inference.pilot.models import GoldenSetVersion, Run
 from ingest import actions as ingest_actions
@@ -29,13 +29,7 @@ from ingest.models import Collection, Document
 
 def readable_documents(person: Any) -> dict[str, int]:
     """Lower-cased titles and file names of the documents ``person`` may read."""
-    found: dict[str, int] = {}
-    for pk, title, name in Document.objects.visible_to(person).values_list(
-        "pk", "title", "original_name"
-    ):
-        found.setdefault(title.lower(), pk)
-        found.setdefault(name.lower(), pk)
-    return found
+    return engine.readable_names(person, None)
 
 
 def usable_rows(
