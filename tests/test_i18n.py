@@ -167,3 +167,15 @@ def test_a_norwegian_question_is_refused_in_norwegian_and_stays_so(
 def test_browsers_that_say_norwegian_otherwise_get_bokmal(header: str) -> None:
     page = Client().get("/login/", HTTP_ACCEPT_LANGUAGE=header).content.decode()
     assert '<html lang="nb">' in page and "Logg inn" in page
+
+
+def test_the_auditor_and_the_operator_read_their_pages_in_norwegian(
+    people: Any, signed_in: ClientFor
+) -> None:
+    signed_in(people.alice).post("/language/", {"language": "nb"})
+    audit = signed_in(people.dave, HTTP_ACCEPT_LANGUAGE="nb").get("/audit/").content.decode()
+    assert "Revisjonslogg" in audit and "Endret en innstilling" in audit
+    assert "Changed a setting" not in audit
+    people_page = signed_in(people.erin, HTTP_ACCEPT_LANGUAGE="nb").get("/operator/")
+    page = people_page.content.decode()
+    assert "Personer og avdelinger" in page and "kurator i HR" in page
