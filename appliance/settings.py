@@ -208,7 +208,7 @@ TIME_ZONE = env.str("APPLIANCE_TIME_ZONE", "UTC")
 USE_I18N = True
 # The interface languages (docs/i18n.md); the catalogues are in the repository, compiled.
 # APPLIANCE_LANGUAGE is the language of a browser that asks for none of them.
-LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål")]
+LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål"), ("de", "Deutsch")]
 LANGUAGE_CODE = env.choice("APPLIANCE_LANGUAGE", "en", tuple(code for code, _ in LANGUAGES))
 LOCALE_PATHS = [BASE_DIR / "appliance" / "locale"]
 # Browsers that say only "no" (Norwegian) or "nn" (Nynorsk) get Bokmål, not English.

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-# Languages the model is told to answer in by name: the interface's, and German.
+# Languages the model is told to answer in by name: the interface's (settings.LANGUAGES).
 ANSWER_LANGUAGES = {"en": "English", "nb": "Norwegian Bokmål", "de": "German"}
 
 # Fewer letters than this and langdetect guesses ("Hei?" comes out German): leave it blank.

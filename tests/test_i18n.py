@@ -23,6 +23,7 @@ from tests.conftest import ClientFor
 pytestmark = pytest.mark.django_db
 
 NB_REFUSAL = "Jeg fant ikke dette i dokumentene du har tilgang til."
+DE_REFUSAL = "Ich konnte dies in den Dokumenten, auf die Sie Zugriff haben, nicht finden."
 
 
 def test_the_sign_in_page_follows_the_browsers_language() -> None:
@@ -128,10 +129,11 @@ def test_the_answer_follows_the_questions_language_unless_the_person_chose_one()
 def test_the_refusal_exists_in_both_languages_and_the_pilot_counts_both() -> None:
     assert prompts.not_found("en") == "I could not find this in the documents you have access to."
     assert prompts.not_found("nb") == NB_REFUSAL
+    assert prompts.not_found("de") == DE_REFUSAL
     assert prompts.not_found("fr") == prompts.not_found("en")  # no catalogue: English
     for sentence in prompts.refusal_sentences():
         assert is_refusal(sentence)
-    assert NB_REFUSAL in prompts.refusal_sentences()
+    assert {NB_REFUSAL, DE_REFUSAL} <= set(prompts.refusal_sentences())
     assert not is_refusal("Nye ansatte får 25 feriedager [1].")
 
 
@@ -179,3 +181,8 @@ def test_the_auditor_and_the_operator_read_their_pages_in_norwegian(
     people_page = signed_in(people.erin, HTTP_ACCEPT_LANGUAGE="nb").get("/operator/")
     page = people_page.content.decode()
     assert "Personer og avdelinger" in page and "kurator i HR" in page
+
+
+def test_a_german_browser_gets_german_pages() -> None:
+    page = Client().get("/login/", HTTP_ACCEPT_LANGUAGE="de-AT,de;q=0.9").content.decode()
+    assert '<html lang="de">' in page and "Anmelden" in page and "Passwort" in page
