@@ -33,7 +33,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
@@ -51,7 +52,15 @@ log = logging.getLogger(__name__)
 
 TOKEN_EVENT_SECONDS = 0.04
 _CITATION = re.compile(r"\[(\d{1,3})\]")
-WORKER_LOST = "The answer worker stopped while answering this question. Please ask it again."
+# The asker reads these in their page language (``finish_with_error``); English here.
+WORKER_LOST = gettext_noop(
+    "The answer worker stopped while answering this question. Please ask it again."
+)
+NOT_PRODUCED = gettext_noop("The answer could not be produced (%(kind)s).")
+REASONED_ONLY = gettext_noop(
+    "The model reasoned but wrote no answer; try again or ask more precisely."
+)
+NO_ANSWER = gettext_noop("The model wrote no answer; try again.")
 
 
 @dataclass
@@ -92,7 +101,7 @@ def answer(question_id: int) -> str:
             return _answer(question, started, stop)
     except Exception as exc:
         log.exception("answering question %s failed", question_id)
-        finish_with_error(question, f"The answer could not be produced ({type(exc).__name__}).")
+        finish_with_error(question, NOT_PRODUCED, kind=type(exc).__name__)
         return "error"
 
 
@@ -163,12 +172,7 @@ def answer_from_sources(
         reply.stopped = True
         return store(question, reply, history, started)
     if not reply.text:
-        finish_with_error(
-            question,
-            "The model reasoned but wrote no answer; try again or ask more precisely."
-            if relay.reasoning
-            else "The model wrote no answer; try again.",
-        )
+        finish_with_error(question, REASONED_ONLY if relay.reasoning else NO_ANSWER)
         return "error"
     return store(question, reply, history, started)
 
@@ -467,19 +471,24 @@ def store(question: Question, reply: Reply, history: History, started: float) ->
     return "done"
 
 
-def finish_with_error(question: Question, message: str) -> None:
+def finish_with_error(question: Question, message: str, **values: str) -> None:
+    """End the question with ``message`` (English, marked for translation; ``values`` fill
+    its placeholders): the asker reads it in their page language, the audit row in English."""
+    english = message % values if values else message
+    with translation.override(question.user.language or settings.LANGUAGE_CODE):
+        said = translation.gettext(message) % values if values else translation.gettext(message)
     with transaction.atomic():
         updated = Question.objects.filter(
             pk=question.pk, status__in=[QuestionStatus.QUEUED, QuestionStatus.RUNNING]
-        ).update(status=QuestionStatus.ERROR, error=message, finished_at=timezone.now())
+        ).update(status=QuestionStatus.ERROR, error=said, finished_at=timezone.now())
         if updated:
             audit.record(
                 Action.ANSWER,
                 actor=question.user,
                 obj=question,
-                details={"error": message, "model": settings.LLM_SPEC.name},
+                details={"error": english, "model": settings.LLM_SPEC.name},
             )
-            transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
+            transaction.on_commit(lambda: events.publish(question, "error", {"message": said}))
 
 
 # --- the line of waiting questions, and questions that lost their worker ------------------

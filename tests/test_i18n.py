@@ -186,3 +186,15 @@ def test_the_auditor_and_the_operator_read_their_pages_in_norwegian(
 def test_a_german_browser_gets_german_pages() -> None:
     page = Client().get("/login/", HTTP_ACCEPT_LANGUAGE="de-AT,de;q=0.9").content.decode()
     assert '<html lang="de">' in page and "Anmelden" in page and "Passwort" in page
+
+
+def test_an_answer_that_fails_is_explained_in_the_askers_language(people: Any) -> None:
+    User.objects.filter(pk=people.alice.pk).update(language="nb")
+    question = Question.objects.create(
+        user=User.objects.get(pk=people.alice.pk), text="Hva?", status=QuestionStatus.RUNNING
+    )
+    answering.finish_with_error(question, answering.NOT_PRODUCED, kind="TimeoutError")
+    question.refresh_from_db()
+    assert question.error == "Svaret kunne ikke lages (TimeoutError)."
+    row = AuditEvent.objects.get(action=Action.ANSWER, object_id=str(question.pk))
+    assert row.details["error"] == "The answer could not be produced (TimeoutError)."
