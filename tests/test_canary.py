@@ -53,7 +53,7 @@ CANARY_PARAMS = {
     "citation_id",
 }
 # Parameters that name something else (people, memberships): only "no canary byte" holds.
-OTHER_PARAMS = {"user_id", "membership_id", "golden_set_id", "run_id"}
+OTHER_PARAMS = {"user_id", "membership_id", "golden_set_id", "run_id", "mapping_id"}
 # Routes that end the caller's own session (and take no id): calling them would only sign
 # the attacker out for the rest of the walk.
 SIGNS_OUT = {"logout/"}

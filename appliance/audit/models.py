@@ -40,6 +40,9 @@ class Action(models.TextChoices):
     PILOT_RUN_CANCEL = "pilot_run_cancel", _("Cancelled a pilot run")
     GOLDEN_DRAFTS = "golden_drafts", _("Drafted or reviewed golden set questions")
     COLLECTION_UPDATE = "collection_update", _("Changed a collection's description or suggestions")
+    GROUP_MAPPING_ADD = "group_mapping_add", _("Mapped a directory group")
+    GROUP_MAPPING_REMOVE = "group_mapping_remove", _("Removed a directory group mapping")
+    DIRECTORY_CHECK = "directory_check", _("The directory disabled an account")
 
 
 class AuditEvent(models.Model):

@@ -58,6 +58,9 @@ ensure_system_packages() {
   # The -nogui variants are the smallest that give `soffice --headless --convert-to`
   # (about 280 MB installed, 61 packages on Debian 12).
   apt_install libreoffice-writer-nogui libreoffice-impress-nogui
+  # Directory sign-in: python-ldap (under django-auth-ldap) is built against OpenLDAP's
+  # and Cyrus SASL's headers.
+  apt_install libldap2-dev libsasl2-dev
 }
 
 ensure_browser() {
@@ -70,6 +73,17 @@ ensure_translation_tools() {
   # catalogues (appliance/locale) hold every string the code marks. The appliance itself
   # runs on the committed .mo files and needs none of it.
   apt_install gettext
+}
+
+ensure_directory_test_server() {
+  # The LDAP sign-in tests start their own slapd on 127.0.0.1 (tests/support/slapd.py). The
+  # package's own service is not wanted: where the install started one, stop and disable it.
+  if ! dpkg-query -W -f='${Status}' slapd 2>/dev/null | grep -q "install ok installed"; then
+    apt_install slapd ldap-utils
+    if command -v systemctl >/dev/null && systemctl is-enabled slapd >/dev/null 2>&1; then
+      as_root systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  fi
 }
 
 # --- PostgreSQL and Redis ---------------------------------------------------------------

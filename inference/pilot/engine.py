@@ -198,6 +198,21 @@ def _file_names(hits: list[Hit]) -> dict[int, str]:
     return dict(Document.objects.filter(pk__in=ids).values_list("pk", "original_name"))
 
 
+def find(
+    golden: GoldenQuestion, config: Configuration, person: Any, scope: list[int] | None
+) -> list[Hit]:
+    """The passages ``config``'s retrieval finds for ``golden`` as ``person``."""
+    return search(
+        person,
+        golden.question,
+        answering.QueryVectors(golden.question),
+        k=config.top_k,
+        narrow_to=scope,
+        mode=config.retrieval_mode,
+        params=params_for(config),
+    )
+
+
 def answer(
     golden: GoldenQuestion,
     config: Configuration,
@@ -210,15 +225,7 @@ def answer(
     started = time.monotonic()
     model = model_for(config)
     text = golden.question
-    hits = search(
-        person,
-        text,
-        answering.QueryVectors(text),
-        k=config.top_k,
-        narrow_to=scope,
-        mode=config.retrieval_mode,
-        params=params_for(config),
-    )
+    hits = find(golden, config, person, scope)
     names = _file_names(hits)
     outcome = Outcome(retrieved=[_document_json(h, names) for h in hits], cited=[])
     relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]

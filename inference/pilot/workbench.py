@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from appliance.accounts.models import READER_ROLES, Department, Membership
@@ -217,6 +218,7 @@ def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]
         f"- command: `python manage.py {' '.join(argv[1:])}`",
         f"- answered as: {run.as_user.username}; judge: {run.judge.name if run.judge else 'none'}",
         f"- configuration: `{json.dumps(run.configuration_snapshot, ensure_ascii=False)}`",
+        f"- relevance floor (APPLIANCE_RELEVANCE_FLOOR): {settings.RELEVANCE_FLOOR}",
         "- overhead_ratio (run time / the same questions asked one by one): "
         f"{result.get('overhead_ratio')}",
         "",
