@@ -37,9 +37,11 @@ def ask(
     the scope its conversation was narrowed to."""
     text = (text or "").strip()
     if not text:
-        raise InvalidQuestion("Please type a question.")
+        raise InvalidQuestion(_("Please type a question."))
     if len(text) > MAX_QUESTION_CHARS:
-        raise InvalidQuestion(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+        raise InvalidQuestion(
+            _("Questions are limited to %(most)d characters.") % {"most": MAX_QUESTION_CHARS}
+        )
     scope: list[int] = []
     if collection_ids:
         try:
@@ -50,7 +52,7 @@ def ask(
             Collection.objects.visible_to(user).filter(pk__in=wanted).values_list("pk", flat=True)
         )
         if not scope:
-            raise InvalidQuestion("None of the chosen collections exist or are open to you.")
+            raise InvalidQuestion(_("None of the chosen collections exist or are open to you."))
     documents = [_document_to_ask_about(user, document_id, scope)] if document_id else []
     conversation = None
     if conversation_id not in (None, ""):
@@ -61,7 +63,7 @@ def ask(
         except (TypeError, ValueError):
             conversation = None
         if conversation is None:
-            raise InvalidQuestion("That conversation does not exist or is not yours.")
+            raise InvalidQuestion(_("That conversation does not exist or is not yours."))
         if not collection_ids:
             scope = _conversation_scope(user, conversation)
     with transaction.atomic():
@@ -99,13 +101,16 @@ def _document_to_ask_about(user: Any, document_id: Any, scope: list[int]) -> int
         raise InvalidQuestion("document_id must be a document id.") from None
     found = Document.objects.visible_to(user).filter(pk=wanted).first()
     if found is None:
-        raise InvalidQuestion("That document does not exist or is not open to you.")
+        raise InvalidQuestion(_("That document does not exist or is not open to you."))
     if scope and found.collection_id not in scope:
         raise InvalidQuestion(
-            "That document is not in the collections you chose. Choose its collection too, or none."
+            _(
+                "That document is not in the collections you chose. "
+                "Choose its collection too, or none."
+            )
         )
     if not found.live_version:
-        raise InvalidQuestion("That document is still being read. Ask again once it is ready.")
+        raise InvalidQuestion(_("That document is still being read. Ask again once it is ready."))
     return found.pk
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from appliance.access import visible_citations
+from inference import language as languages
 from inference import prompts
 from inference.models import Question, QuestionStatus
 from inference.retrieval import Hit
@@ -110,7 +111,8 @@ def history(question: Question) -> History:
         again = [s.n for s in packed if passage_key(s) in so_far.known]
         for source in listed:
             so_far.known[passage_key(source)] = source
-        message = prompts.user_message(turn.text, listed, again) if packed else turn.text
+        language = languages.for_person(turn.text, question.user)
+        message = prompts.user_message(turn.text, listed, again, language) if packed else turn.text
         so_far.turns.append(Turn(turn.text, message, turn.answer))
     return so_far
 

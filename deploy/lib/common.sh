@@ -96,6 +96,13 @@ ensure_axe() {
   echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
 }
 
+ensure_translation_tools() {
+  # GNU gettext: makemessages and compilemessages, and the test that the committed
+  # catalogues (appliance/locale) hold every string the code marks. The appliance itself
+  # runs on the committed .mo files and needs none of it.
+  apt_install gettext
+}
+
 ensure_directory_test_server() {
   # The LDAP sign-in tests start their own slapd on 127.0.0.1 (tests/support/slapd.py). The
   # package's own service is not wanted: where the install started one, stop and disable it.

@@ -30,7 +30,7 @@ def sign_in(page: Any, username: str) -> None:  # noqa: F811
     page.goto("/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORDS[username])
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_selector("#question")
 
 

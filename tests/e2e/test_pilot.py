@@ -168,7 +168,7 @@ def test_a_curator_runs_and_compares_a_pilot_in_the_browser(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.goto("/pilot/")
     page.fill("#gs-name", "HR pilot")
     page.set_input_files("#gs-file", str(golden))
