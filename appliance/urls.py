@@ -6,5 +6,6 @@ from appliance.web import urls as web_urls
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("api/v1/", include("appliance.api.urls")),
+    path("v1/", include("appliance.api.openai_urls")),  # the OpenAI-compatible API
     path("", include(web_urls)),
 ]
