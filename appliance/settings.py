@@ -183,6 +183,10 @@ if PRODUCTION and len(AUDIT_SIGNING_KEY) < 32:
         "characters is required in production"
     )
 AUDIT_RETENTION_DAYS = env.int("APPLIANCE_AUDIT_RETENTION_DAYS", 7 * 365 + 2, minimum=1)
+# Chat retention: questions, answers and conversations older than this many days are
+# deleted by the answer workers (and `chat_prune`); 0 keeps them. A department may set a
+# shorter period for its members (inference/retention.py). Audit rows stay.
+CHAT_RETENTION_DAYS = env.int("APPLIANCE_CHAT_RETENTION_DAYS", 0, minimum=0)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -304,7 +308,7 @@ RETRIEVAL_EXACT_SCAN_MAX_CHUNKS = env.int(
 # Optional cross-encoder (a sentence-transformers folder) that reorders the fused candidates.
 RERANKER_MODEL_PATH = env.str("APPLIANCE_RERANKER_MODEL_PATH", "")
 RETRIEVAL_RERANK_DEPTH = env.int("APPLIANCE_RETRIEVAL_RERANK_DEPTH", 20, minimum=1)
-RELEVANCE_FLOOR = env.float("APPLIANCE_RELEVANCE_FLOOR", 0.30)
+RELEVANCE_FLOOR = env.float("APPLIANCE_RELEVANCE_FLOOR", 0.40)
 CONTEXT_BUDGET_TOKENS = env.int("APPLIANCE_CONTEXT_BUDGET_TOKENS", 900, minimum=100)
 CHUNK_TOKENS = env.int("APPLIANCE_CHUNK_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = env.int("APPLIANCE_CHUNK_OVERLAP_TOKENS", 30, minimum=0)
@@ -346,3 +350,14 @@ LOGGING = {
         "pdfminer": {"level": "ERROR"},
     },
 }
+
+# --- sign-in through a directory: LDAP/Active Directory and OIDC (docs/sign-in.md) --------
+from appliance.sso_settings import ldap_settings, oidc_settings  # noqa: E402
+
+globals().update(ldap_settings(env))
+globals().update(oidc_settings(env))
+if globals().get("AUTH_LDAP_SERVER_URI"):
+    AUTHENTICATION_BACKENDS.append("appliance.accounts.ldap_backend.DirectoryLDAPBackend")
+# API tokens of directory accounts are honoured for this long after the directory last
+# said the account is enabled; then the directory is asked again.
+DIRECTORY_RECHECK_MINUTES = env.int("APPLIANCE_DIRECTORY_RECHECK_MINUTES", 15, minimum=1)

@@ -70,7 +70,7 @@ RECONCILE_SECONDS = 60
 def _reconcile_loop() -> None:
     """Work whose worker died or whose queue message was lost is picked up again: once
     right after start (the usual moment after a crash) and then every minute. Ingest
-    workers look after documents, answer workers after questions."""
+    workers look after documents, answer workers after questions (and chat retention)."""
     # Imported here, not at the top: this module is loaded with the Celery app, before
     # Django's apps are ready to import models.
     if role() == "ingest":
@@ -79,9 +79,10 @@ def _reconcile_loop() -> None:
         reconcilers = [documents]
     else:
         from inference.pilot.tasks import reconcile as pilot_runs
+        from inference.retention import reconcile as chat_retention
         from inference.tasks import reconcile as questions
 
-        reconcilers = [questions, pilot_runs]
+        reconcilers = [questions, pilot_runs, chat_retention]
 
     while True:
         for reconcile in reconcilers:

@@ -1,4 +1,4 @@
-"""Asking and stopping questions."""
+"""Asking and stopping questions, feedback on answers, deleting conversations."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import events, tasks
 from inference.conversation import MAX_TURNS
-from inference.models import Conversation, Question
+from inference.models import Conversation, Feedback, Question, QuestionStatus
 from ingest.models import Collection, Document
 
 MAX_QUESTION_CHARS = 4000
@@ -136,3 +137,77 @@ def cancel(user: Any, question: Question) -> None:
         return
     events.request_cancel(question)
     Question.objects.filter(pk=question.pk).update(cancel_requested=True)
+
+
+MAX_COMMENT_CHARS = 2000
+
+
+class InvalidFeedback(ValueError):
+    pass
+
+
+def give_feedback(
+    user: Any, question: Question, helpful: Any, comment: str = "", share_question: Any = False
+) -> Feedback:
+    """Record (or change) ``user``'s thumbs up or down on ``question``'s answer. One row per
+    person and answer; giving it again changes it. The audit row keeps the rating and
+    whether the question was shared, not the comment's words (they may quote the question,
+    which stays with its asker unless shared)."""
+    if not isinstance(helpful, bool):
+        raise InvalidFeedback(_("Say whether the answer helped: helpful must be true or false."))
+    if question.status != QuestionStatus.DONE:
+        raise InvalidFeedback(_("Feedback can be given once the answer is complete."))
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidFeedback(
+            _("Comments are limited to %(count)d characters.") % {"count": MAX_COMMENT_CHARS}
+        )
+    with transaction.atomic():
+        feedback, created = Feedback.objects.select_for_update().get_or_create(
+            question=question,
+            user=user,
+            defaults={
+                "helpful": helpful,
+                "comment": comment,
+                "share_question": bool(share_question),
+            },
+        )
+        if not created:
+            feedback.helpful, feedback.comment = helpful, comment
+            feedback.share_question = bool(share_question)
+            feedback.save(update_fields=["helpful", "comment", "share_question", "updated_at"])
+        audit.record(
+            Action.FEEDBACK,
+            actor=user,
+            obj=feedback,
+            details={
+                "question_id": question.pk,
+                "helpful": helpful,
+                "commented": bool(comment),
+                "share_question": feedback.share_question,
+                "changed": not created,
+            },
+        )
+    return feedback
+
+
+def delete_conversation(user: Any, conversation: Conversation) -> int:
+    """Delete one of ``user``'s conversations with its questions, answers and feedback.
+    An answer still being written is stopped first. The audit row says how many questions
+    went, never their words. Returns that number."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        questions = list(locked.questions.all())
+        for question in questions:
+            if not question.is_final:
+                transaction.on_commit(lambda q=question: events.request_cancel(q))
+        transaction.on_commit(lambda: events.forget(questions))
+        count = len(questions)
+        audit.record(
+            Action.CONVERSATION_DELETE,
+            actor=user,
+            obj=locked,
+            details={"questions": count, "question_ids": [q.pk for q in questions]},
+        )
+        locked.delete()
+    return count

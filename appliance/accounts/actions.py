@@ -25,6 +25,22 @@ def create_department(actor: Any, name: str) -> tuple[Department, bool]:
     return department, created
 
 
+def set_chat_retention(actor: Any, department: Department, days: int | None) -> None:
+    """How many days the department's members' conversations are kept (None: the
+    organisation's setting). The shortest period that applies to a person wins."""
+    if days is not None and days < 1:
+        raise ValueError("Chat retention is a number of days, at least 1 (or none).")
+    with transaction.atomic():
+        department.chat_retention_days = days
+        department.save(update_fields=["chat_retention_days"])
+        audit.record(
+            Action.SETTINGS_CHANGE,
+            actor=actor,
+            obj=department,
+            details={"setting": "chat_retention_days", "value": days},
+        )
+
+
 def create_or_update_user(
     actor: Any, username: str, password: str | None = None, *, email: str = ""
 ) -> tuple[User, bool]:

@@ -8,6 +8,7 @@ from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from appliance.accounts import recheck
 from appliance.accounts.models import ApiToken, hash_token
 
 
@@ -39,6 +40,10 @@ def _user_for_token(raw: str):  # type: ignore[no-untyped-def]
         .first()
     )
     if token is None:
+        return AnonymousUser()
+    # A directory account's token works only while the directory says the account is
+    # enabled (asked again every DIRECTORY_RECHECK_MINUTES).
+    if not recheck.token_user_allowed(token.user):
         return AnonymousUser()
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:

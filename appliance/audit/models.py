@@ -39,6 +39,12 @@ class Action(models.TextChoices):
     PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
     GOLDEN_DRAFTS = "golden_drafts", "Drafted or reviewed golden set questions"
     COLLECTION_UPDATE = "collection_update", "Changed a collection's description or suggestions"
+    GROUP_MAPPING_ADD = "group_mapping_add", "Mapped a directory group"
+    GROUP_MAPPING_REMOVE = "group_mapping_remove", "Removed a directory group mapping"
+    DIRECTORY_CHECK = "directory_check", "The directory disabled an account"
+    FEEDBACK = "feedback", "Gave feedback on an answer"
+    CONVERSATION_DELETE = "conversation_delete", "Deleted a conversation"
+    CHAT_PRUNE = "chat_prune", "Deleted old conversations (chat retention)"
 
 
 class AuditEvent(models.Model):

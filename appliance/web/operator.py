@@ -21,7 +21,15 @@ from django.views.decorators.http import require_GET, require_POST
 from appliance import access
 from appliance.access import get_or_404
 from appliance.accounts import actions as accounts
-from appliance.accounts.models import Department, Membership, Role, User
+from appliance.accounts import directory
+from appliance.accounts.models import (
+    Department,
+    DirectoryAccount,
+    GroupMapping,
+    Membership,
+    Role,
+    User,
+)
 from appliance.web.guards import only_for
 
 operators_only = only_for(access.is_operator, "operator page")
@@ -178,6 +186,70 @@ def set_active(request: HttpRequest, user_id: int, active: str) -> HttpResponse:
     except accounts.RefusedChange as exc:
         messages.error(request, str(exc))
     return redirect("operator-user", user_id=found.pk)
+
+
+@operators_only
+@require_GET
+def group_mappings(request: HttpRequest) -> HttpResponse:
+    """Directory groups and the memberships they give (applied at every directory sign-in)."""
+    from django.conf import settings
+
+    sources = []
+    if getattr(settings, "AUTH_LDAP_SERVER_URI", ""):
+        sources.append(f"LDAP: {settings.AUTH_LDAP_SERVER_URI}")
+    if getattr(settings, "OIDC", {}):
+        sources.append(f"OIDC: {settings.OIDC['issuer']}")
+    return render(
+        request,
+        "operator/groups.html",
+        {
+            "mappings": GroupMapping.objects.select_related("department"),
+            "departments": Department.objects.all(),
+            "role_choices": Role.choices,
+            "sources": sources,
+            "directory_people": DirectoryAccount.objects.select_related("user").order_by(
+                "user__username"
+            ),
+        },
+    )
+
+
+@operators_only
+@require_POST
+def add_group_mapping(request: HttpRequest) -> HttpResponse:
+    department = Department.objects.filter(pk=_int(request.POST.get("department"))).first()
+    group = request.POST.get("group", "")
+    role = request.POST.get("role", "")
+    if department is None:
+        messages.error(request, "Choose a department.")
+        return redirect("operator-groups")
+    try:
+        _, created = directory.add_mapping(request.user, group, department, role)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        if created:
+            messages.success(
+                request,
+                f"Members of that group are now {role} of {department.name}, "
+                "from their next sign-in (at once for those the directory already reported).",
+            )
+        else:
+            messages.info(request, "That mapping exists already.")
+    return redirect("operator-groups")
+
+
+@operators_only
+@require_POST
+def remove_group_mapping(request: HttpRequest, mapping_id: int) -> HttpResponse:
+    mapping = get_or_404(GroupMapping.objects.select_related("department"), pk=mapping_id)
+    directory.remove_mapping(request.user, mapping)
+    messages.success(
+        request,
+        f"That group no longer gives {mapping.role} of {mapping.department.name}; "
+        "the memberships it gave are removed.",
+    )
+    return redirect("operator-groups")
 
 
 def _int(value: Any) -> int | None:

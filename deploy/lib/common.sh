@@ -58,11 +58,47 @@ ensure_system_packages() {
   # The -nogui variants are the smallest that give `soffice --headless --convert-to`
   # (about 280 MB installed, 61 packages on Debian 12).
   apt_install libreoffice-writer-nogui libreoffice-impress-nogui
+  # Directory sign-in: python-ldap (under django-auth-ldap) is built against OpenLDAP's
+  # and Cyrus SASL's headers.
+  apt_install libldap2-dev libsasl2-dev
 }
 
 ensure_browser() {
   # Debian's own Chromium drives the browser tests (Playwright cannot download one here).
   apt_install chromium fonts-dejavu-core
+  ensure_axe
+}
+
+# axe-core checks the pages' accessibility inside the browser tests. The tarball comes from
+# the npm registry, checked against the integrity npm itself publishes; no node is needed.
+AXE_VERSION=4.10.3
+AXE_SHA512="Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg=="
+AXE_DIR="$VENV/share/axe-core"
+
+ensure_axe() {
+  [ "$(cat "$AXE_DIR/VERSION" 2>/dev/null)" = "$AXE_VERSION" ] && [ -s "$AXE_DIR/axe.min.js" ] && return 0
+  log "fetching axe-core $AXE_VERSION from the npm registry"
+  local tgz got
+  tgz=$(mktemp)
+  curl -fsSL "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz" -o "$tgz" ||
+    die "could not download axe-core $AXE_VERSION"
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  [ "$got" = "$AXE_SHA512" ] || { rm -f "$tgz"; die "axe-core $AXE_VERSION: checksum mismatch"; }
+  mkdir -p "$AXE_DIR"
+  tar -xzf "$tgz" -C "$AXE_DIR" --strip-components=1 package/axe.min.js package/LICENSE
+  rm -f "$tgz"
+  echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
+}
+
+ensure_directory_test_server() {
+  # The LDAP sign-in tests start their own slapd on 127.0.0.1 (tests/support/slapd.py). The
+  # package's own service is not wanted: where the install started one, stop and disable it.
+  if ! dpkg-query -W -f='${Status}' slapd 2>/dev/null | grep -q "install ok installed"; then
+    apt_install slapd ldap-utils
+    if command -v systemctl >/dev/null && systemctl is-enabled slapd >/dev/null 2>&1; then
+      as_root systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  fi
 }
 
 # --- PostgreSQL and Redis ---------------------------------------------------------------

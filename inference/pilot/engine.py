@@ -154,9 +154,50 @@ def _document_json(hit: Hit, names: dict[int, str]) -> dict[str, Any]:
     }
 
 
+def readable_names(person: Any, scope: list[int] | None) -> dict[str, int]:
+    """Lower-cased titles and file names of the documents ``person`` may read (within
+    ``scope``, when given), for ``goldens.find_document``."""
+    readable = Document.objects.visible_to(person)
+    if scope is not None:
+        readable = readable.filter(collection_id__in=scope)
+    found: dict[str, int] = {}
+    for pk, title, name in readable.order_by("pk").values_list("pk", "title", "original_name"):
+        found.setdefault(title.lower(), pk)
+        found.setdefault(name.lower(), pk)
+    return found
+
+
+def answerable_for(golden: GoldenQuestion, readable: dict[str, int]) -> bool:
+    """Whether the documents ``golden`` expects are ones the run's person may read.
+
+    A question only another department's documents answer is answerable in the
+    organisation but not for this person: the right reply to them is the refusal, and
+    the run counts it so (access control is part of what a pilot measures). A question
+    with no expected sources, or one whose sources are all readable, stays as written."""
+    sources = golden.expected_sources or []
+    if not golden.answerable or not sources:
+        return golden.answerable
+    return any(goldens.find_document(s["document"], readable) is not None for s in sources)
+
+
 def _file_names(hits: list[Hit]) -> dict[int, str]:
     ids = {h.document_id for h in hits}
     return dict(Document.objects.filter(pk__in=ids).values_list("pk", "original_name"))
+
+
+def find(
+    golden: GoldenQuestion, config: Configuration, person: Any, scope: list[int] | None
+) -> list[Hit]:
+    """The passages ``config``'s retrieval finds for ``golden`` as ``person``."""
+    return search(
+        person,
+        golden.question,
+        answering.QueryVectors(golden.question),
+        k=config.top_k,
+        narrow_to=scope,
+        mode=config.retrieval_mode,
+        params=params_for(config),
+    )
 
 
 def answer(
@@ -171,15 +212,7 @@ def answer(
     started = time.monotonic()
     model = model_for(config)
     text = golden.question
-    hits = search(
-        person,
-        text,
-        answering.QueryVectors(text),
-        k=config.top_k,
-        narrow_to=scope,
-        mode=config.retrieval_mode,
-        params=params_for(config),
-    )
+    hits = find(golden, config, person, scope)
     names = _file_names(hits)
     outcome = Outcome(retrieved=[_document_json(h, names) for h in hits], cited=[])
     relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]

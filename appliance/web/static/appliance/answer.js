@@ -128,6 +128,8 @@
       }
       renderSources(sourcesEl, sources.concat(data.earlier_sources || []), data.cited, questionId);
       setStatus(data.stopped ? "Stopped." : "");
+      // answer-tools.js puts copy, link and feedback under the finished answer.
+      document.dispatchEvent(new CustomEvent("appliance:answer-done", { detail: { questionId: questionId, stopped: !!data.stopped } }));
       finish(questionId);
     });
     source.addEventListener("error", (e) => {

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("inference", "0007_question_documents"),
+        ("inference", "0008_feedback"),
     ]
 
     operations = [
