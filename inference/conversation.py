@@ -89,6 +89,8 @@ class History:
 def history(question: Question) -> History:
     """The question's conversation so far: its last answered turns, oldest first, rebuilt
     exactly as the model read them, from what the person may still read."""
+    if question.history:
+        return given_history(question.history)
     so_far = History()
     if question.conversation_id is None:
         return so_far
@@ -114,6 +116,22 @@ def history(question: Question) -> History:
         language = languages.for_person(turn.text, question.user)
         message = prompts.user_message(turn.text, listed, again, language) if packed else turn.text
         so_far.turns.append(Turn(turn.text, message, turn.answer))
+    return so_far
+
+
+_MARKER = re.compile(r" ?\[\d{1,3}\]")
+
+
+def given_history(turns: list[dict[str, Any]]) -> History:
+    """The conversation so far as the asker's client sent it (``Question.history``): its
+    last turns, oldest first, as plain text. The passages those answers cited are not
+    shown again, so their markers are taken out: this turn's passages are numbered from
+    [1] again, and an old "[1]" must not pass for one of them."""
+    so_far = History()
+    for turn in turns[-MAX_TURNS:]:
+        text = str(turn.get("question") or "")
+        answer = _MARKER.sub("", str(turn.get("answer") or "")).strip()
+        so_far.turns.append(Turn(text, text, answer))
     return so_far
 
 
