@@ -258,21 +258,24 @@ def add_group_mapping(request: HttpRequest) -> HttpResponse:
     group = request.POST.get("group", "")
     role = request.POST.get("role", "")
     if department is None:
-        messages.error(request, "Choose a department.")
+        messages.error(request, _("Choose a department."))
         return redirect("operator-groups")
     try:
-        _, created = directory.add_mapping(request.user, group, department, role)
+        mapping, created = directory.add_mapping(request.user, group, department, role)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
         if created:
             messages.success(
                 request,
-                f"Members of that group are now {role} of {department.name}, "
-                "from their next sign-in (at once for those the directory already reported).",
+                _(
+                    "Members of that group are now %(role)s of %(department)s, from their next "
+                    "sign-in (at once for those the directory already reported)."
+                )
+                % {"role": _role(mapping.role), "department": department.name},
             )
         else:
-            messages.info(request, "That mapping exists already.")
+            messages.info(request, _("That mapping exists already."))
     return redirect("operator-groups")
 
 
@@ -283,8 +286,11 @@ def remove_group_mapping(request: HttpRequest, mapping_id: int) -> HttpResponse:
     directory.remove_mapping(request.user, mapping)
     messages.success(
         request,
-        f"That group no longer gives {mapping.role} of {mapping.department.name}; "
-        "the memberships it gave are removed.",
+        _(
+            "That group no longer gives %(role)s of %(department)s; the memberships it gave "
+            "are removed."
+        )
+        % {"role": _role(mapping.role), "department": mapping.department.name},
     )
     return redirect("operator-groups")
 
