@@ -151,9 +151,9 @@ def count_tokens(texts: list[str], name: str | None = None) -> list[int]:
     """Word pieces of each text, without the special tokens the model adds."""
     if not texts:
         return []
-    loaded = model(name)
-    if isinstance(loaded, E5Engine):
-        return loaded.count(texts)  # the engine's tokenizer keeps no state between calls
+    if (path_of(name) / E5_WEIGHTS).is_file():
+        engine = model(name)  # its tokenizer keeps no state between calls
+        return engine.count(texts)  # type: ignore[union-attr]
     counter = _counting_tokenizer(name or settings.EMBEDDING_MODEL)
     if counter is not None:
         return [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=False)]

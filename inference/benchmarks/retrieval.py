@@ -10,7 +10,6 @@ departments and collections they create are scaffolding, not acts of anyone.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -154,9 +153,20 @@ def _xquad(options: dict[str, Any], params: Params, lines: _Lines) -> dict[str, 
     except FileNotFoundError as exc:
         raise CommandError(str(exc)) from exc
     if options.get("record"):
-        command = "python manage.py benchmark retrieval " + " ".join(sys.argv[3:])
         path = retrieval_xquad.record(
-            result, command, time.perf_counter() - started, options["record"]
+            result, _xquad_command(options), time.perf_counter() - started, options["record"]
         )
         lines.write(f"record written to {path}")
     return result
+
+
+def _xquad_command(options: dict[str, Any]) -> str:
+    """The command line that gives this run's figures, for its record."""
+    words = ["python manage.py benchmark retrieval --xquad", str(options["xquad"])]
+    if options["models"] != ",".join(retrieval_xquad.DEFAULT_MODELS):
+        words += ["--models", options["models"]]
+    if options["language"] != "auto":
+        words += ["--language", options["language"]]
+    if options.get("questions_per_condition"):
+        words += ["--questions-per-condition", str(options["questions_per_condition"])]
+    return " ".join(words)
