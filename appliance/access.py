@@ -43,6 +43,7 @@ from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, Model, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from appliance.accounts.models import READER_ROLES, Membership, Role
 from appliance.audit import actions as audit
@@ -133,6 +134,23 @@ def owned_filter(user: Any) -> Q:
     return Q(user_id=user.pk)
 
 
+def feedback_for_curator_filter(user: Any) -> Q:
+    """Feedback rows ``user`` reads as a curator (rule 8): on answers with a source in a
+    collection they curate."""
+    if not is_person(user):
+        return Q(pk__in=[])
+    managed = _model("ingest.Collection").objects.filter(managed_collections_filter(user))
+    sourced = _model("inference.Citation").objects.filter(document__collection__in=managed)
+    return Q(question_id__in=sourced.values("question_id"))
+
+
+def curated_citations(question: Any, user: Any) -> list[Any]:
+    """The question's sources in collections ``user`` curates: what a curator reading
+    feedback may see of an answer's sources (rule 8)."""
+    managed = in_managed_collection(user, "document__collection")
+    return list(question.citations.filter(managed).order_by("n"))
+
+
 def pilot_filter(user: Any, path: str = "") -> Q:
     """Golden sets (or, through ``path``, their runs) that ``user`` keeps (rule 7)."""
     if not is_person(user):
@@ -176,6 +194,16 @@ def get_question_for_user(user: Any, pk: Any) -> Any:
     return get_or_404(_model("inference.Question").objects.visible_to(user), pk=pk)
 
 
+def get_conversation_for_user(user: Any, pk: Any) -> Any:
+    return get_or_404(_model("inference.Conversation").objects.visible_to(user), pk=pk)
+
+
+def get_feedback_for_curator(user: Any, pk: Any) -> Any:
+    """One feedback row a curator reads (rule 8); any other is a 404 like a missing one."""
+    found = _model("inference.Feedback").objects.for_curator(user)
+    return get_or_404(found.select_related("question"), pk=pk)
+
+
 class Refused(PermissionDenied):
     """``user`` may read the object but not do this to it (see ``refuse``)."""
 
@@ -194,7 +222,7 @@ def get_collection_to_manage(user: Any, pk: Any, attempt: str) -> Any:
         refuse(
             user,
             attempt,
-            "Only curators of this collection's department may change it.",
+            _("Only curators of this collection's department may change it."),
             found,
         )
     return found
@@ -207,7 +235,7 @@ def get_document_to_manage(user: Any, pk: Any, attempt: str) -> Any:
         refuse(
             user,
             attempt,
-            "Only curators of this document's department may change it.",
+            _("Only curators of this document's department may change it."),
             found,
         )
     return found

@@ -18,4 +18,4 @@ app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
 app.autodiscover_tasks(["ingest", "inference", "inference.pilot"])
 
 
-from appliance import workers  # noqa: E402,F401  (worker heartbeat signals)
+from appliance import tracing, workers  # noqa: E402,F401  (task headers, worker heartbeats)

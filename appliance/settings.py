@@ -3,8 +3,11 @@ that deploy/up writes, ``var/appliance.env``); docs/configuration.md lists them 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+
+from django.conf import locale as django_locale
 
 from appliance.env import Env, SettingError, load_env_file
 from inference.catalog import DEFAULT_MODEL, spec_for
@@ -22,6 +25,9 @@ for _name, _value in {
     "SCARF_NO_ANALYTICS": "true",
     "UNSTRUCTURED_TELEMETRY": "off",
     "TOKENIZERS_PARALLELISM": "false",
+    # Progress bars would break the logs' one JSON object per line.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -72,11 +78,15 @@ MIDDLEWARE = [
     "ingest.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page language: the browser's Accept-Language (or the language cookie) here; a
+    # signed-in person's saved choice once they are known (PersonLanguageMiddleware).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "appliance.accounts.middleware.BearerTokenMiddleware",
     "appliance.accounts.middleware.SessionTimeoutMiddleware",
+    "appliance.accounts.middleware.PersonLanguageMiddleware",
     "appliance.audit.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -183,6 +193,10 @@ if PRODUCTION and len(AUDIT_SIGNING_KEY) < 32:
         "characters is required in production"
     )
 AUDIT_RETENTION_DAYS = env.int("APPLIANCE_AUDIT_RETENTION_DAYS", 7 * 365 + 2, minimum=1)
+# Chat retention: questions, answers and conversations older than this many days are
+# deleted by the answer workers (and `chat_prune`); 0 keeps them. A department may set a
+# shorter period for its members (inference/retention.py). Audit rows stay.
+CHAT_RETENTION_DAYS = env.int("APPLIANCE_CHAT_RETENTION_DAYS", 0, minimum=0)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -198,9 +212,22 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     CSRF_TRUSTED_ORIGINS = env.list("APPLIANCE_CSRF_TRUSTED_ORIGINS", [])
 
-LANGUAGE_CODE = "en"
 TIME_ZONE = env.str("APPLIANCE_TIME_ZONE", "UTC")
 USE_I18N = True
+# The interface languages (docs/i18n.md); the catalogues are in the repository, compiled.
+# APPLIANCE_LANGUAGE is the language of a browser that asks for none of them.
+LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål"), ("de", "Deutsch")]
+LANGUAGE_CODE = env.choice("APPLIANCE_LANGUAGE", "en", tuple(code for code, _ in LANGUAGES))
+LOCALE_PATHS = [BASE_DIR / "appliance" / "locale"]
+# Browsers that say only "no" (Norwegian) or "nn" (Nynorsk) get Bokmål, not English.
+for _code in ("no", "no-no", "nn", "nn-no"):
+    _known = django_locale.LANG_INFO.get(_code, django_locale.LANG_INFO["nb"])
+    django_locale.LANG_INFO[_code] = {**_known, "code": _code, "fallback": ["nb"]}
+# Remembered for people who are not signed in (the sign-in page); a signed-in person's
+# choice is saved on their account.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
@@ -304,7 +331,7 @@ RETRIEVAL_EXACT_SCAN_MAX_CHUNKS = env.int(
 # Optional cross-encoder (a sentence-transformers folder) that reorders the fused candidates.
 RERANKER_MODEL_PATH = env.str("APPLIANCE_RERANKER_MODEL_PATH", "")
 RETRIEVAL_RERANK_DEPTH = env.int("APPLIANCE_RETRIEVAL_RERANK_DEPTH", 20, minimum=1)
-RELEVANCE_FLOOR = env.float("APPLIANCE_RELEVANCE_FLOOR", 0.30)
+RELEVANCE_FLOOR = env.float("APPLIANCE_RELEVANCE_FLOOR", 0.40)
 CONTEXT_BUDGET_TOKENS = env.int("APPLIANCE_CONTEXT_BUDGET_TOKENS", 900, minimum=100)
 CHUNK_TOKENS = env.int("APPLIANCE_CHUNK_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = env.int("APPLIANCE_CHUNK_OVERLAP_TOKENS", 30, minimum=0)
@@ -334,15 +361,55 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 
+# --- logs and metrics (docs/operations.md, "Logs" and "Metrics") -------------------------
+# One JSON line per event in every process (appliance/logs.py); question and document text
+# only with APPLIANCE_LOG_CONTENT=true, for debugging.
+LOG_CONTENT = env.bool("APPLIANCE_LOG_CONTENT", False)
+LOG_FORMAT = env.choice("APPLIANCE_LOG_FORMAT", "json", ("json", "plain"))
+LOGGING_CONFIG = "appliance.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "appliance.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("APPLIANCE_LOG_LEVEL", "INFO")},
     "loggers": {
         "axes": {"level": "WARNING"},
         "unstructured": {"level": "WARNING"},
         "pdfminer": {"level": "ERROR"},
+        # uvicorn configures its own plain-text handlers; its lines go through ours instead.
+        # Its access lines are left out: RequestContextMiddleware logs each request, with
+        # its request id (uvicorn writes them only while the logger has a handler).
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }
+
+# --- sign-in through a directory: LDAP/Active Directory and OIDC (docs/sign-in.md) --------
+from appliance.sso_settings import ldap_settings, oidc_settings  # noqa: E402
+
+globals().update(ldap_settings(env))
+globals().update(oidc_settings(env))
+if globals().get("AUTH_LDAP_SERVER_URI"):
+    AUTHENTICATION_BACKENDS.append("appliance.accounts.ldap_backend.DirectoryLDAPBackend")
+# API tokens of directory accounts are honoured for this long after the directory last
+# said the account is enabled; then the directory is asked again.
+DIRECTORY_RECHECK_MINUTES = env.int("APPLIANCE_DIRECTORY_RECHECK_MINUTES", 15, minimum=1)
+# Counters and histograms of every process, in files the web process adds up for /metrics
+# (appliance/metrics.py); /metrics answers only these addresses (anyone else: 404).
+METRICS_DIR = env.path("APPLIANCE_METRICS_DIR", DATA_DIR / "run" / "metrics")
+# prometheus-client chooses files or memory when it is first imported, wherever that is.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_ALLOWED = env.list("APPLIANCE_METRICS_ALLOWED", ["127.0.0.1", "::1"])
+for _address in METRICS_ALLOWED:
+    try:
+        ipaddress.ip_network(_address, strict=False)
+    except ValueError:
+        raise SettingError(
+            f"APPLIANCE_METRICS_ALLOWED: {_address!r} is not an address or network "
+            "(e.g. 127.0.0.1, ::1, 10.0.5.0/24)"
+        ) from None

@@ -9,15 +9,29 @@ import os
 import socket
 import threading
 
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
+from django.conf import settings
 from django.db import close_old_connections, connections
 
-from appliance import redis_client
+from appliance import logs, redis_client
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10
 _stop = threading.Event()
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """The workers log as every process does (one JSON line per event, appliance.logs):
+    Celery leaves logging alone when this signal has a receiver."""
+    logs.configure(settings.LOGGING)
 
 
 def role() -> str:
@@ -70,7 +84,7 @@ RECONCILE_SECONDS = 60
 def _reconcile_loop() -> None:
     """Work whose worker died or whose queue message was lost is picked up again: once
     right after start (the usual moment after a crash) and then every minute. Ingest
-    workers look after documents, answer workers after questions."""
+    workers look after documents, answer workers after questions (and chat retention)."""
     # Imported here, not at the top: this module is loaded with the Celery app, before
     # Django's apps are ready to import models.
     if role() == "ingest":
@@ -79,9 +93,10 @@ def _reconcile_loop() -> None:
         reconcilers = [documents]
     else:
         from inference.pilot.tasks import reconcile as pilot_runs
+        from inference.retention import reconcile as chat_retention
         from inference.tasks import reconcile as questions
 
-        reconcilers = [questions, pilot_runs]
+        reconcilers = [questions, pilot_runs, chat_retention]
 
     while True:
         for reconcile in reconcilers:

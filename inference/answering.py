@@ -33,11 +33,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
+from appliance import logs, metrics
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, documents, events, prompts, reading
+from inference import language as languages
 from inference.conversation import History
 from inference.liveness import AliveSignal, StopListener
 from inference.llm.backend import get_model
@@ -50,7 +53,15 @@ log = logging.getLogger(__name__)
 
 TOKEN_EVENT_SECONDS = 0.04
 _CITATION = re.compile(r"\[(\d{1,3})\]")
-WORKER_LOST = "The answer worker stopped while answering this question. Please ask it again."
+# The asker reads these in their page language (``finish_with_error``); English here.
+WORKER_LOST = gettext_noop(
+    "The answer worker stopped while answering this question. Please ask it again."
+)
+NOT_PRODUCED = gettext_noop("The answer could not be produced (%(kind)s).")
+REASONED_ONLY = gettext_noop(
+    "The model reasoned but wrote no answer; try again or ask more precisely."
+)
+NO_ANSWER = gettext_noop("The model wrote no answer; try again.")
 
 
 @dataclass
@@ -82,17 +93,18 @@ def claim(question_id: int) -> Question | None:
 
 
 def answer(question_id: int) -> str:
-    question = claim(question_id)
-    if question is None:
-        return "skipped"
-    started = time.monotonic()
-    try:
-        with AliveSignal(question), StopListener(question) as stop:
-            return _answer(question, started, stop)
-    except Exception as exc:
-        log.exception("answering question %s failed", question_id)
-        finish_with_error(question, f"The answer could not be produced ({type(exc).__name__}).")
-        return "error"
+    with logs.bound(question_id=question_id):
+        question = claim(question_id)
+        if question is None:
+            return "skipped"
+        started = time.monotonic()
+        try:
+            with AliveSignal(question), StopListener(question) as stop:
+                return _answer(question, started, stop)
+        except Exception as exc:
+            log.exception("answering question %s failed", question_id)
+            finish_with_error(question, NOT_PRODUCED, kind=type(exc).__name__)
+            return "error"
 
 
 def _answer(question: Question, started: float, stop: threading.Event) -> str:
@@ -103,7 +115,7 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
     history = conversation.history(question)
     about = documents.focus(question, history)
     if about.unavailable:  # picked, but no longer readable: the same words as a missing one
-        return refuse(question, [], history, started)
+        return refuse(question, [], history, started, why="unreadable_document")
     if about.whole:
         return answer_from_documents(question, model, history, about, started, stop)
 
@@ -118,13 +130,18 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
     return answer_from_sources(question, model, history, hits, packed, started, stop)
 
 
-def refuse(question: Question, hits: list[Hit], history: History, started: float) -> str:
-    """The plain refusal (``prompts.NOT_FOUND``), without calling the model: nothing the
-    asker may read answers the question. Its words never depend on why."""
+def refuse(
+    question: Question, hits: list[Hit], history: History, started: float, why: str = "no_passage"
+) -> str:
+    """The plain refusal (``prompts.NOT_FOUND``, in the answer's language), without calling
+    the model: nothing the asker may read answers the question. Its words never depend on
+    ``why`` (which only the metrics see)."""
+    metrics.answer_refused(why)
     question.documents = []
+    said = prompts.not_found(languages.for_person(question.text, question.user))
     events.publish(question, "sources", {"sources": []})
-    events.publish(question, "token", {"text": prompts.NOT_FOUND})
-    refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
+    events.publish(question, "token", {"text": said})
+    refusal = Reply(text=said, hits=hits, grounded=False)
     return store(question, refusal, history, started)
 
 
@@ -142,7 +159,8 @@ def answer_from_sources(
     documents (``spent``: what reading them cost)."""
     sources, listed, again = history.number(packed)
     events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
-    prompt = compose_prompt(model, history, question.text, listed, again)
+    language = languages.for_person(question.text, question.user)
+    prompt = compose_prompt(model, history, question.text, listed, again, language)
 
     relay = AnswerRelay(
         started, send=lambda text: events.publish(question, "token", {"text": text})
@@ -159,12 +177,7 @@ def answer_from_sources(
         reply.stopped = True
         return store(question, reply, history, started)
     if not reply.text:
-        finish_with_error(
-            question,
-            "The model reasoned but wrote no answer; try again or ask more precisely."
-            if relay.reasoning
-            else "The model wrote no answer; try again.",
-        )
+        finish_with_error(question, REASONED_ONLY if relay.reasoning else NO_ANSWER)
         return "error"
     return store(question, reply, history, started)
 
@@ -203,7 +216,7 @@ def answer_from_documents(
         question.completion_tokens = spent.completion_tokens
         return store(question, Reply(hits=read.read, stopped=True), history, started)
     if not read.sources:  # nothing of them is readable now (deleted, access revoked)
-        return refuse(question, [], history, started)
+        return refuse(question, [], history, started, why="unreadable_document")
     return answer_from_sources(
         question, model, history, read.read, read.sources, started, stop, spent
     )
@@ -258,20 +271,25 @@ def find_passages(question: Question, model: Any, history: History) -> tuple[lis
 
 
 def compose_prompt(
-    model: Any, history: History, text: str, listed: list[prompts.Source], again: list[int]
+    model: Any,
+    history: History,
+    text: str,
+    listed: list[prompts.Source],
+    again: list[int],
+    language: str = "",
 ) -> str:
     """The prompt of this turn. Earlier turns go first, word for word as the model read
     them, so the KV cache of the conversation so far is reused and only the new turn is
     read; a passage the model has already read in this conversation is named by its number
     (``again``), not repeated. The oldest turns give way when the conversation outgrows the
-    model's context."""
+    model's context. ``language`` is the answer's (``inference.language``)."""
     turns = history.turns
     room = settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_ANSWER_TOKENS
     while True:
         prompt = model.format.render(
             prompts.SYSTEM,
             prompts.INSTRUCTIONS,
-            prompts.user_message(text, listed, again),
+            prompts.user_message(text, listed, again, language),
             [(turn.user_message, turn.answer) for turn in turns],
         )
         if not turns or model.count_tokens(prompt) <= room:
@@ -347,6 +365,9 @@ def generate(
         relay.take(reader.feed(text))
     relay.take(reader.close())
     relay.flush()
+    metrics.model_generated(
+        stats.prompt_tokens, stats.completion_tokens, stats.first_token_s, stats.total_s
+    )
     return stats
 
 
@@ -455,22 +476,68 @@ def store(question: Question, reply: Reply, history: History, started: float) ->
             "earlier_sources": [source_json(s) for s in named_again],
         }
         transaction.on_commit(lambda: events.publish(question, "done", done))
+    observe_answer(question, reply)
     return "done"
 
 
-def finish_with_error(question: Question, message: str) -> None:
+def observe_answer(question: Question, reply: Reply) -> None:
+    """Count and log a stored answer: numbers and ids only, never the question or answer
+    text (``appliance.logs``)."""
+    if reply.stopped:
+        outcome = "stopped"
+    elif reply.grounded is False:
+        outcome = "refused"
+    else:
+        outcome = "answered"
+    ttft = None if question.ttft_ms is None else question.ttft_ms / 1000
+    metrics.answer_finished(outcome, ttft, question.latency_ms / 1000)
+    log.info(
+        "question %s: %s",
+        question.pk,
+        outcome,
+        extra={
+            "event": "answer.finished",
+            "outcome": outcome,
+            "ttft_ms": question.ttft_ms,
+            "latency_ms": question.latency_ms,
+            "prompt_tokens": question.prompt_tokens,
+            "completion_tokens": question.completion_tokens,
+            "cited": len(set(_CITATION.findall(question.answer or ""))),
+            "question": logs.content(question.text),
+        },
+    )
+
+
+def finish_with_error(question: Question, message: str, **values: str) -> None:
+    """End the question with ``message`` (English, marked for translation; ``values`` fill
+    its placeholders): the asker reads it in their page language, the audit row in English."""
+    english = message % values if values else message
+    with translation.override(question.user.language or settings.LANGUAGE_CODE):
+        said = translation.gettext(message) % values if values else translation.gettext(message)
     with transaction.atomic():
         updated = Question.objects.filter(
             pk=question.pk, status__in=[QuestionStatus.QUEUED, QuestionStatus.RUNNING]
-        ).update(status=QuestionStatus.ERROR, error=message, finished_at=timezone.now())
+        ).update(status=QuestionStatus.ERROR, error=said, finished_at=timezone.now())
         if updated:
             audit.record(
                 Action.ANSWER,
                 actor=question.user,
                 obj=question,
-                details={"error": message, "model": settings.LLM_SPEC.name},
+                details={"error": english, "model": settings.LLM_SPEC.name},
             )
-            transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
+            transaction.on_commit(lambda: events.publish(question, "error", {"message": said}))
+    if updated:
+        metrics.answer_finished("error")
+        log.info(
+            "question %s: error",
+            question.pk,
+            extra={
+                "event": "answer.finished",
+                "outcome": "error",
+                "question_id": question.pk,
+                "reason": english,
+            },
+        )
 
 
 # --- the line of waiting questions, and questions that lost their worker ------------------

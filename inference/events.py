@@ -98,3 +98,10 @@ def wait_for_stop(question: Asked, timeout_seconds: float) -> bool:
 
 def cancel_requested(question: Asked) -> bool:
     return bool(redis_client.client().exists(cancel_key(question)))
+
+
+def forget(questions: list[Asked]) -> None:
+    """Drop the event streams of deleted questions now, rather than at their expiry: a
+    deleted answer must not be replayable from Redis either."""
+    if questions:
+        redis_client.client().delete(*[stream_key(q) for q in questions])

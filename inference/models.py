@@ -64,6 +64,11 @@ class Question(models.Model):
     # question, or carried from the conversation). Access is checked again when answering,
     # never taken from here alone (inference.documents).
     documents = models.JSONField(default=list, blank=True)
+    # Earlier turns the asker's own client sent along with the question (the
+    # OpenAI-compatible API's ``messages``): [{"question": ..., "answer": ...}], oldest
+    # first. They are the asker's own words, read as the conversation so far
+    # (``inference.conversation.history``); nothing in them is trusted as a source.
+    history = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16, choices=QuestionStatus.choices, default=QuestionStatus.QUEUED
     )
@@ -127,3 +132,36 @@ class Citation(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.n}] {self.title}"
+
+
+class FeedbackQuerySet(models.QuerySet):
+    def for_curator(self, user: Any) -> FeedbackQuerySet:
+        return self.filter(access.feedback_for_curator_filter(user))
+
+
+class Feedback(models.Model):
+    """A thumbs up or down on an answer, with an optional comment: one per person and
+    answer, changed in place. The curators of the collections the answer drew on read it
+    (``access.feedback_for_curator_filter``); the question and answer only when the asker
+    allowed that (``share_question``)."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="answer_feedback"
+    )
+    helpful = models.BooleanField()
+    comment = models.TextField(blank=True)
+    share_question = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = FeedbackQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["question", "user"], name="feedback_one_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{'up' if self.helpful else 'down'} on question {self.question_id}"

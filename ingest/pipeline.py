@@ -21,10 +21,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from appliance import redis_client
+from appliance import logs, metrics, redis_client
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from ingest import search_statistics, stages, storage
+from ingest.failures import reason_label
 from ingest.models import Collection, Document, Status
 from ingest.parsing import ParseError
 
@@ -73,11 +74,19 @@ def claim(document_id: int) -> Document | None:
 
 
 def process(document_id: int) -> str:
-    document = claim(document_id)
-    if document is None:
-        return "skipped"
-    with _LeaseKeeper(document.pk):
-        return _process(document, document_id)
+    with logs.bound(document_id=document_id):
+        document = claim(document_id)
+        if document is None:
+            return "skipped"
+        with _LeaseKeeper(document.pk):
+            outcome = _process(document, document_id)
+        log.info(
+            "document %s: %s",
+            document_id,
+            outcome,
+            extra={"event": "document.finished", "outcome": outcome, "format": document.kind},
+        )
+        return outcome
 
 
 class _LeaseKeeper:
@@ -219,6 +228,7 @@ def publish(document: Document, model: str | None = None) -> Published:
             obj=locked,
             details={"chunks": count, "pages": locked.pages, "version": locked.version},
         )
+    metrics.document_finished("ready", locked.kind)
     return Published.YES
 
 
@@ -267,6 +277,8 @@ def fail(document: Document, reason: str) -> None:
                     [document.pk, document.version, document.pk],
                 )
             audit.record(Action.INGEST_FAILED, obj=document, details={"reason": reason[:500]})
+    if updated:
+        metrics.document_finished("failed", document.kind, reason_label(reason))
 
 
 def documents_to_queue_again() -> list[int]:

@@ -7,6 +7,9 @@ POST and DELETE: the canary's text and title never appear, and the answer for it
 byte for byte the answer for a missing id. Then each of them asks questions aimed at it,
 answered by the real retrieval and model, including with forged ``collection_ids``.
 alice, an HR employee, is the control: the same question finds the canary for her.
+The doors other programs use (the OpenAI-compatible API, every streamed chunk included, and
+the MCP server's search and fetch) get the same checks against the real processes in
+``tests/e2e/test_canary_doors.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from appliance.accounts import actions as accounts
 from appliance.accounts.models import Role
 from inference import actions as inference_actions
 from inference import answering, events
-from inference.models import Citation, Conversation, Question
+from inference.models import Citation, Conversation, Feedback, Question
 from ingest import actions as ingest_actions
 from ingest import pipeline
 from ingest.actions import create_collection
@@ -51,9 +54,10 @@ CANARY_PARAMS = {
     "conversation_id",
     "chunk_id",
     "citation_id",
+    "feedback_id",
 }
 # Parameters that name something else (people, memberships): only "no canary byte" holds.
-OTHER_PARAMS = {"user_id", "membership_id", "golden_set_id", "run_id"}
+OTHER_PARAMS = {"user_id", "membership_id", "golden_set_id", "run_id", "mapping_id"}
 # Routes that end the caller's own session (and take no id): calling them would only sign
 # the attacker out for the rest of the walk.
 SIGNS_OUT = {"logout/"}
@@ -62,6 +66,7 @@ STRING_SAMPLES = {
     "action": ["delete", "retry", "cancel", "file"],
     "active": ["deactivate"],
     "fmt": ["html", "csv", "json"],
+    "model_id": ["appliance-rag", "gpt-4o"],
 }
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
@@ -109,6 +114,7 @@ class Canary:
     citation: Citation
     finance: Collection
     budget: Document
+    feedback: Feedback  # alice's on her question, shared with HR's curators
 
     def ids(self, canary: bool) -> dict[str, int]:
         other = {"user_id": 0, "membership_id": MISSING}
@@ -121,6 +127,7 @@ class Canary:
             "conversation_id": self.question.conversation_id or 0,
             "chunk_id": self.chunk.pk,
             "citation_id": self.citation.pk,
+            "feedback_id": self.feedback.pk,
         } | other
 
 
@@ -200,7 +207,10 @@ def canary(people: Any) -> Canary:
     # The control: for alice the canary is found, so the checks below can fail.
     assert chunk.pk in question.retrieved_chunk_ids
     assert citation is not None and PHRASE in citation.snippet
-    return Canary(hr, document, chunk, question, citation, finance, budget)
+    feedback = inference_actions.give_feedback(
+        people.alice, question, False, f"{PHRASE} is wrong", share_question=True
+    )
+    return Canary(hr, document, chunk, question, citation, finance, budget, feedback)
 
 
 ATTACKERS = ["bob", "oscar", "dave", "erin"]

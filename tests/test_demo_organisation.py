@@ -21,7 +21,7 @@ from openpyxl import load_workbook
 
 from appliance.accounts.models import Department, Membership, User
 from appliance.web.management.commands import load_demo
-from inference.pilot import goldens, workbench
+from inference.pilot import engine, goldens, workbench
 from inference.pilot.models import GoldenSet, GoldenSetVersion
 from ingest.models import Collection, Document, Status
 from ingest.parsing import kind_for_name, parse
@@ -347,3 +347,18 @@ def test_other_department_questions_are_the_ones_alice_cannot_read() -> None:
     assert {e.line for e in errors} == expected
     assert "employee-handbook.pdf" not in workbench.readable_documents(bob)
     assert "budget-2025.xlsx" in workbench.readable_documents(bob)
+
+
+@pytest.mark.django_db
+def test_a_run_as_alice_counts_other_department_questions_as_ones_to_refuse() -> None:
+    """GIVEN the demo golden set WHEN a run is answered as alice THEN the questions only
+    another department's documents answer are out of her scope (the pilot measures her
+    refusal there), and every other answerable one stays answerable."""
+    run_load_demo()
+    alice = User.objects.get(username="alice")
+    version = GoldenSet.objects.get(name="Fjordvik demo questions").latest
+    readable = engine.readable_names(alice, None)
+
+    for golden in version.questions.all():  # type: ignore[union-attr]
+        expected = golden.answerable and "other-department" not in golden.tags
+        assert engine.answerable_for(golden, readable) == expected, golden.question

@@ -25,6 +25,22 @@ def create_department(actor: Any, name: str) -> tuple[Department, bool]:
     return department, created
 
 
+def set_chat_retention(actor: Any, department: Department, days: int | None) -> None:
+    """How many days the department's members' conversations are kept (None: the
+    organisation's setting). The shortest period that applies to a person wins."""
+    if days is not None and days < 1:
+        raise ValueError("Chat retention is a number of days, at least 1 (or none).")
+    with transaction.atomic():
+        department.chat_retention_days = days
+        department.save(update_fields=["chat_retention_days"])
+        audit.record(
+            Action.SETTINGS_CHANGE,
+            actor=actor,
+            obj=department,
+            details={"setting": "chat_retention_days", "value": days},
+        )
+
+
 def create_or_update_user(
     actor: Any, username: str, password: str | None = None, *, email: str = ""
 ) -> tuple[User, bool]:
@@ -171,3 +187,29 @@ def create_api_token(actor: Any, user: User, name: str = "") -> str:
             details={"name": name},
         )
     return raw
+
+
+def choose_languages(
+    actor: Any, user: User, *, language: str | None = None, answer_language: str | None = None
+) -> bool:
+    """Save a person's page language and answer language ("" for none: the browser's, the
+    question's); None leaves one as it is. A change is a change of the person, audited."""
+    changes = {
+        field: value
+        for field, value in (("language", language), ("answer_language", answer_language))
+        if value is not None and value != getattr(user, field)
+    }
+    if not changes:
+        return False
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(**changes)
+        audit.record(
+            Action.SETTINGS_CHANGE,
+            actor=actor,
+            obj=user,
+            subject=user,
+            details={"person": changes},
+        )
+    for field, value in changes.items():
+        setattr(user, field, value)
+    return True

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from appliance.accounts import recheck
 from appliance.accounts.models import ApiToken, hash_token
 
 
@@ -40,6 +41,10 @@ def _user_for_token(raw: str):  # type: ignore[no-untyped-def]
     )
     if token is None:
         return AnonymousUser()
+    # A directory account's token works only while the directory says the account is
+    # enabled (asked again every DIRECTORY_RECHECK_MINUTES).
+    if not recheck.token_user_allowed(token.user):
+        return AnonymousUser()
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
@@ -69,4 +74,20 @@ class SessionTimeoutMiddleware:
                 or time.time() - started > settings.SESSION_ABSOLUTE_SECONDS
             ):
                 logout(request)
+        return self.get_response(request)
+
+
+class PersonLanguageMiddleware:
+    """A signed-in person's saved page language outranks the browser's Accept-Language
+    (which LocaleMiddleware applied): the choice follows them to every browser."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        chosen = getattr(user, "language", "") if user is not None else ""
+        if chosen and user.is_authenticated and chosen in dict(settings.LANGUAGES):
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = chosen  # type: ignore[attr-defined]
         return self.get_response(request)

@@ -17,7 +17,10 @@ from appliance.audit.models import Action
 def on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if request is not None and hasattr(request, "session"):
         request.session["started"] = time.time()
-    audit.record_alone(Action.LOGIN, actor=user)
+    # Where the person was vouched for: "local" (a password kept here), or the LDAP
+    # server's URI or OIDC issuer (set by appliance/accounts/directory.py).
+    source = getattr(user, "sign_in_source", "local")
+    audit.record_alone(Action.LOGIN, actor=user, details={"source": source})
 
 
 @receiver(user_logged_out)
@@ -30,9 +33,8 @@ def on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 def on_login_failed(sender: Any, credentials: dict, request: Any = None, **kwargs: Any) -> None:
     username = str(credentials.get("username", ""))[:150]
     known = get_user_model().objects.filter(username=username).first()
-    audit.record_alone(
-        Action.LOGIN_FAILED,
-        actor=known,
-        actor_name=username,
-        details={"known_user": known is not None},
-    )
+    details: dict[str, Any] = {"known_user": known is not None}
+    problem = getattr(request, "directory_problem", "")
+    if problem:
+        details["directory_problem"] = problem
+    audit.record_alone(Action.LOGIN_FAILED, actor=known, actor_name=username, details=details)

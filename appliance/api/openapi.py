@@ -85,6 +85,10 @@ SCHEMA: dict[str, Any] = {
                     "question": {"type": "string"},
                     "answer": {"type": "string"},
                     "grounded": {"type": ["boolean", "null"]},
+                    "url": {
+                        "type": "string",
+                        "description": "The answer's page; it opens for its asker only",
+                    },
                     "citations": {
                         "type": "array",
                         "items": {"$ref": "#/components/schemas/Citation"},
@@ -270,6 +274,63 @@ SCHEMA: dict[str, Any] = {
                 "responses": {"200": {"description": "The export"}, "404": NOT_FOUND},
             }
         },
+    },
+}
+
+
+_FEEDBACK = {
+    "type": "object",
+    "properties": {
+        "question_id": {"type": "integer"},
+        "helpful": {"type": "boolean"},
+        "comment": {"type": "string"},
+        "share_question": {"type": "boolean"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+# Feedback on answers and deleting conversations (added beside the paths above, so the
+# table of paths stays in the order people meet them).
+SCHEMA["paths"]["/questions/{id}/feedback"] = {
+    "parameters": [_id_param("id")],
+    "get": {
+        "summary": "The caller's feedback on their answer (null when none)",
+        "responses": {
+            "200": _json({"type": "object", "properties": {"feedback": _FEEDBACK}}),
+            "404": NOT_FOUND,
+        },
+    },
+    "post": {
+        "summary": "Rate the answer: thumbs up or down, an optional comment; again to change it",
+        "description": "share_question lets the curators of the collections the answer drew "
+        "on read the question and the answer beside the rating; without it they see the "
+        "rating, the comment and their own collections' sources only.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["helpful"],
+                        "properties": {
+                            "helpful": {"type": "boolean"},
+                            "comment": {"type": "string", "maxLength": 2000},
+                            "share_question": {"type": "boolean", "default": False},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {"200": _json(_FEEDBACK), "400": _json(_ERROR), "404": NOT_FOUND},
+    },
+}
+SCHEMA["paths"]["/conversations/{id}"] = {
+    "parameters": [_id_param("id")],
+    "delete": {
+        "summary": "Delete one of the caller's conversations with its questions and answers",
+        "description": "The audit log records the deletion and how many questions went, "
+        "never their words.",
+        "responses": {"204": {"description": "Deleted"}, "404": NOT_FOUND},
     },
 }
 

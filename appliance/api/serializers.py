@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.access import visible_citations
-from inference.models import Question
+from inference.models import Feedback, Question
 from ingest.models import Collection, Document
 
 
@@ -53,6 +53,7 @@ def question_json(question: Question, user: Any) -> dict[str, Any]:
         "error": question.error,
         "model": question.model,
         "created_at": question.created_at.isoformat(),
+        "url": f"/questions/{question.pk}/",
         "citations": [
             {
                 "n": c.n,
@@ -64,4 +65,14 @@ def question_json(question: Question, user: Any) -> dict[str, Any]:
             }
             for c in shown
         ],
+    }
+
+
+def feedback_json(feedback: Feedback) -> dict[str, Any]:
+    return {
+        "question_id": feedback.question_id,
+        "helpful": feedback.helpful,
+        "comment": feedback.comment,
+        "share_question": feedback.share_question,
+        "updated_at": feedback.updated_at.isoformat(),
     }

@@ -16,4 +16,10 @@ urlpatterns = [
     path("questions/<int:question_id>/events", stream.question_events, name="api-question-events"),
     path("questions/<int:question_id>/cancel", views.question_cancel, name="api-question-cancel"),
     path("audit/events", views.audit_events, name="api-audit-events"),
+    path(
+        "questions/<int:question_id>/feedback",
+        views.question_feedback,
+        name="api-question-feedback",
+    ),
+    path("conversations/<int:conversation_id>", views.conversation, name="api-conversation"),
 ]

@@ -4,15 +4,17 @@ missing answer the same 404."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
 from appliance import access
 from appliance.api.common import api, error, json_body, not_found
-from appliance.api.serializers import collection_json, document_json, question_json
+from appliance.api.serializers import collection_json, document_json, feedback_json, question_json
 from appliance.audit import actions as audit
 from appliance.audit import delivery
 from appliance.audit import export as audit_export
 from appliance.audit.models import Action
 from inference import actions as inference_actions
+from inference.models import Feedback
 from ingest import actions as ingest_actions
 from ingest.intake import UploadRejected, incoming_files
 from ingest.models import Collection, Document
@@ -140,3 +142,33 @@ def audit_events(request: HttpRequest) -> HttpResponse:
     return delivery.export_response(
         request.user, fmt, filters, via="api", bundle=request.GET.get("bundle") == "zip"
     )
+
+
+@api("GET", "POST")
+def question_feedback(request: HttpRequest, question_id: int) -> HttpResponse:
+    """The caller's feedback on their answer: read it, or give (change) it."""
+    found = access.get_question_for_user(request.user, question_id)
+    if request.method == "GET":
+        mine = Feedback.objects.filter(question=found, user_id=request.user.pk).first()
+        return JsonResponse({"feedback": feedback_json(mine) if mine else None})
+    try:
+        body = json_body(request)
+        comment = body.get("comment", "")
+        if not isinstance(comment, str):
+            raise inference_actions.InvalidFeedback(_("comment must be text."))
+        share = body.get("share_question", False)
+        if not isinstance(share, bool):
+            raise inference_actions.InvalidFeedback(_("share_question must be true or false."))
+        given = inference_actions.give_feedback(
+            request.user, found, body.get("helpful"), comment, share
+        )
+    except (ValueError, inference_actions.InvalidFeedback) as exc:
+        return error(400, str(exc))
+    return JsonResponse(feedback_json(given))
+
+
+@api("DELETE")
+def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    found = access.get_conversation_for_user(request.user, conversation_id)
+    inference_actions.delete_conversation(request.user, found)
+    return HttpResponse(status=204)

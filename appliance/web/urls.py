@@ -1,12 +1,15 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
-from appliance.web import auditor, operator, pilot, pilot_drafts, sharing, views
+from appliance.web import auditor, feedback, operator, pilot, pilot_drafts, sharing, signin, views
+from appliance.web import language as language_views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", signin.LoginView.as_view(), name="login"),
+    path("login/oidc/", signin.oidc_start, name="oidc-login"),
+    path("login/oidc/callback", signin.oidc_callback, name="oidc-callback"),
+    path("logout/", signin.LogoutView.as_view(), name="logout"),
     path("questions/<int:question_id>/", views.question, name="question"),
     path("collections/", views.collections, name="collections"),
     path("collections/<int:collection_id>/", views.collection, name="collection"),
@@ -93,4 +96,25 @@ urlpatterns = [
         {"active": "activate"},
         name="operator-activate",
     ),
+    path("operator/groups/", operator.group_mappings, name="operator-groups"),
+    path("operator/groups/add", operator.add_group_mapping, name="operator-add-group"),
+    path(
+        "operator/groups/<int:mapping_id>/remove",
+        operator.remove_group_mapping,
+        name="operator-remove-group",
+    ),
+    path("language/", language_views.choose_language, name="language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+]
+
+# Feedback on answers, deleting conversations, and the curators' feedback page.
+urlpatterns += [
+    path("questions/<int:question_id>/feedback", feedback.give, name="question-feedback"),
+    path(
+        "conversations/<int:conversation_id>/delete",
+        feedback.delete_conversation,
+        name="conversation-delete",
+    ),
+    path("feedback/", feedback.curator_page, name="curator-feedback"),
+    path("feedback/<int:feedback_id>/golden", feedback.to_golden_set, name="feedback-golden"),
 ]

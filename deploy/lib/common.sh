@@ -48,21 +48,70 @@ apt_install() {
 # --- system packages --------------------------------------------------------------------
 
 ensure_system_packages() {
-  # Runtime: database, queue, OCR (one language pack per collection language), file-type
-  # detection, PDF rasterising for OCR.
+  # Runtime: database, queue, and what the workers need (below).
+  apt_install postgresql redis-server
+  ensure_worker_packages
+}
+
+ensure_worker_packages() {
+  # A worker host (deploy/up --role worker) needs these only. Runtime: OCR (one language
+  # pack per collection language), file-type detection, PDF rasterising for OCR.
   # Build: compilers for llama-cpp-python and pgvector.
-  apt_install ca-certificates curl postgresql redis-server tesseract-ocr tesseract-ocr-eng \
+  apt_install ca-certificates curl tesseract-ocr tesseract-ocr-eng \
     tesseract-ocr-deu tesseract-ocr-nor tesseract-ocr-fra tesseract-ocr-spa libmagic1 \
     poppler-utils build-essential cmake python3-venv python3-dev procps
   # Old binary Word and PowerPoint files (.doc, .ppt) are converted by headless LibreOffice.
   # The -nogui variants are the smallest that give `soffice --headless --convert-to`
   # (about 280 MB installed, 61 packages on Debian 12).
   apt_install libreoffice-writer-nogui libreoffice-impress-nogui
+  # Directory sign-in: python-ldap (under django-auth-ldap) is built against OpenLDAP's
+  # and Cyrus SASL's headers.
+  apt_install libldap2-dev libsasl2-dev
 }
 
 ensure_browser() {
   # Debian's own Chromium drives the browser tests (Playwright cannot download one here).
   apt_install chromium fonts-dejavu-core
+  ensure_axe
+}
+
+# axe-core checks the pages' accessibility inside the browser tests. The tarball comes from
+# the npm registry, checked against the integrity npm itself publishes; no node is needed.
+AXE_VERSION=4.10.3
+AXE_SHA512="Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg=="
+AXE_DIR="$VENV/share/axe-core"
+
+ensure_axe() {
+  [ "$(cat "$AXE_DIR/VERSION" 2>/dev/null)" = "$AXE_VERSION" ] && [ -s "$AXE_DIR/axe.min.js" ] && return 0
+  log "fetching axe-core $AXE_VERSION from the npm registry"
+  local tgz got
+  tgz=$(mktemp)
+  curl -fsSL "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz" -o "$tgz" ||
+    die "could not download axe-core $AXE_VERSION"
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  [ "$got" = "$AXE_SHA512" ] || { rm -f "$tgz"; die "axe-core $AXE_VERSION: checksum mismatch"; }
+  mkdir -p "$AXE_DIR"
+  tar -xzf "$tgz" -C "$AXE_DIR" --strip-components=1 package/axe.min.js package/LICENSE
+  rm -f "$tgz"
+  echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
+}
+
+ensure_translation_tools() {
+  # GNU gettext: makemessages and compilemessages, and the test that the committed
+  # catalogues (appliance/locale) hold every string the code marks. The appliance itself
+  # runs on the committed .mo files and needs none of it.
+  apt_install gettext
+}
+
+ensure_directory_test_server() {
+  # The LDAP sign-in tests start their own slapd on 127.0.0.1 (tests/support/slapd.py). The
+  # package's own service is not wanted: where the install started one, stop and disable it.
+  if ! dpkg-query -W -f='${Status}' slapd 2>/dev/null | grep -q "install ok installed"; then
+    apt_install slapd ldap-utils
+    if command -v systemctl >/dev/null && systemctl is-enabled slapd >/dev/null 2>&1; then
+      as_root systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  fi
 }
 
 # --- PostgreSQL and Redis ---------------------------------------------------------------

@@ -28,23 +28,56 @@ start_process() {
   echo $! > "$RUN_DIR/$name.pid"
 }
 
-start_all() {
+clear_metrics() {
+  # The processes' metric files (appliance/metrics.py) start empty with the appliance, so
+  # the files of processes long gone do not pile up; Prometheus takes the drop as a restart.
+  local dir
+  dir=$(env_value APPLIANCE_METRICS_DIR); dir=${dir:-$DATA_DIR/run/metrics}
+  mkdir -p "$dir" && find "$dir" -maxdepth 1 -name '*.db' -type f -delete
+}
+
+web_address() {
   local host port
   host=$(env_value APPLIANCE_HOST); host=${host:-127.0.0.1}
   port=$(env_value APPLIANCE_PORT); port=${port:-8000}
-  local web_workers
+  printf '%s %s' "$host" "$port"
+}
+
+# The command lines, shared by start_all and the systemd units (deploy/install-services):
+# each fills the array named by its first argument.
+web_args() {
+  local -n into=$1
+  local host port web_workers
+  read -r host port <<<"$(web_address)"
   web_workers=$(env_value APPLIANCE_WEB_WORKERS); web_workers=${web_workers:-2}
-  cd "$ROOT"
-  start_process web "$VENV/bin/uvicorn" appliance.asgi:application --host "$host" --port "$port" \
-    --workers "$web_workers" --proxy-headers --forwarded-allow-ips 127.0.0.1 --timeout-graceful-shutdown 5
+  # Requests are logged by the application (with their request id), not by uvicorn.
+  into=("$VENV/bin/uvicorn" appliance.asgi:application --host "$host" --port "$port"
+    --workers "$web_workers" --proxy-headers --forwarded-allow-ips 127.0.0.1
+    --timeout-graceful-shutdown 5 --log-config "$ROOT/deploy/logging.json" --no-access-log)
+}
+
+worker_args() {
+  local -n into=$1
+  local role=$2
   # No gossip or mingle: the workers coordinate through the database, and their chatter
-  # would wake every worker every few seconds, in the middle of a model's work.
-  start_process ingest env APPLIANCE_WORKER_ROLE=ingest "$VENV/bin/celery" -A appliance worker \
-    -Q ingest -n "ingest@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO \
-    --without-gossip --without-mingle --max-memory-per-child 3000000
-  start_process answer env APPLIANCE_WORKER_ROLE=answer "$VENV/bin/celery" -A appliance worker \
-    -Q answer -n "answer@%h" --concurrency 1 --prefetch-multiplier 1 --loglevel INFO \
-    --without-gossip --without-mingle
+  # would wake every worker every few seconds, in the middle of a model's work. --quiet:
+  # no start-up banner, so the log holds only JSON lines.
+  into=("$VENV/bin/celery" --quiet -A appliance worker -Q "$role" -n "$role@%h" --concurrency 1
+    --prefetch-multiplier 1 --loglevel INFO --without-gossip --without-mingle)
+  if [ "$role" = ingest ]; then into+=(--max-memory-per-child 3000000); fi
+}
+
+start_all() {
+  local host port args
+  read -r host port <<<"$(web_address)"
+  cd "$ROOT"
+  clear_metrics
+  web_args args
+  start_process web env APPLIANCE_PROCESS=web "${args[@]}"
+  for role in ingest answer; do
+    worker_args args "$role"
+    start_process "$role" env APPLIANCE_WORKER_ROLE="$role" "${args[@]}"
+  done
   echo "http://$host:$port/"
 }
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
@@ -302,6 +303,52 @@ def review_drafts(
                 },
             )
     return review
+
+
+# --- questions employees asked (see appliance/web/feedback.py) ----------------------------
+
+
+class GoldenEntryRefused(ValueError):
+    pass
+
+
+def add_asked_question(
+    actor: Any,
+    golden_set: GoldenSet,
+    question: str,
+    expected_answer: str = "",
+    expected_sources: Sequence[dict[str, Any]] = (),
+    answerable: bool = True,
+    feedback_id: int | None = None,
+) -> GoldenSetVersion:
+    """Add a question an employee asked (shared with curators through their feedback) to
+    ``golden_set``: its next version holds every question of the latest one and this one.
+    A question the set already holds is refused."""
+    question = " ".join((question or "").split())
+    if not question:
+        raise GoldenEntryRefused(_("The question is empty."))
+    with transaction.atomic():
+        locked = GoldenSet.objects.select_for_update().get(pk=golden_set.pk)
+        latest = locked.latest
+        existing = (
+            [GoldenRow(**q.as_row()) for q in latest.questions.order_by("position")]
+            if latest
+            else []
+        )
+        if goldens.question_key(question) in {goldens.question_key(r.question) for r in existing}:
+            raise GoldenEntryRefused(
+                _("“%(name)s” already holds this question.") % {"name": locked.name}
+            )
+        row = GoldenRow(
+            question=question,
+            expected_answer=(expected_answer or "").strip(),
+            expected_sources=[dict(s) for s in expected_sources],
+            answerable=answerable,
+            language=goldens.detect_language(question) or "",
+            tags=["from-feedback"],
+        )
+        note = f"question from feedback #{feedback_id}" if feedback_id else "asked question"
+        return add_version(actor, locked, [*existing, row], note=note)
 
 
 def _person(actor: Any) -> Any:

@@ -14,12 +14,14 @@ import re
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
 from inference import answering, prompts
+from inference import language as languages
 from inference.catalog import spec_for
 from inference.conversation import History
 from inference.llm.backend import LocalModel, get_model
@@ -33,11 +35,22 @@ from ingest.models import Document
 
 # The refusal, and the words by which an answer that says the same in other words is
 # counted as a refusal (the model may write it itself, or in the question's language).
-_REFUSALS = re.compile(
+_REFUSAL_WORDS = (
     r"could not find this in the documents|fant ikke dette i dokumentene|"
-    r"konnte dies in den dokumenten.*nicht finden",
-    re.IGNORECASE,
+    r"konnte dies in den dokumenten.*nicht finden"
 )
+
+
+@cache
+def _refusals() -> re.Pattern[str]:
+    """The words above, and the refusal's own wordings from the translation catalogue
+    (``prompts.not_found``), read once translations can be (not at import)."""
+    own = (re.escape(sentence.rstrip(".")) for sentence in prompts.refusal_sentences())
+    return re.compile("|".join((_REFUSAL_WORDS, *own)), re.IGNORECASE)
+
+
+def is_refusal(reply: str) -> bool:
+    return bool(_refusals().search(reply))
 
 
 @dataclass
@@ -154,9 +167,50 @@ def _document_json(hit: Hit, names: dict[int, str]) -> dict[str, Any]:
     }
 
 
+def readable_names(person: Any, scope: list[int] | None) -> dict[str, int]:
+    """Lower-cased titles and file names of the documents ``person`` may read (within
+    ``scope``, when given), for ``goldens.find_document``."""
+    readable = Document.objects.visible_to(person)
+    if scope is not None:
+        readable = readable.filter(collection_id__in=scope)
+    found: dict[str, int] = {}
+    for pk, title, name in readable.order_by("pk").values_list("pk", "title", "original_name"):
+        found.setdefault(title.lower(), pk)
+        found.setdefault(name.lower(), pk)
+    return found
+
+
+def answerable_for(golden: GoldenQuestion, readable: dict[str, int]) -> bool:
+    """Whether the documents ``golden`` expects are ones the run's person may read.
+
+    A question only another department's documents answer is answerable in the
+    organisation but not for this person: the right reply to them is the refusal, and
+    the run counts it so (access control is part of what a pilot measures). A question
+    with no expected sources, or one whose sources are all readable, stays as written."""
+    sources = golden.expected_sources or []
+    if not golden.answerable or not sources:
+        return golden.answerable
+    return any(goldens.find_document(s["document"], readable) is not None for s in sources)
+
+
 def _file_names(hits: list[Hit]) -> dict[int, str]:
     ids = {h.document_id for h in hits}
     return dict(Document.objects.filter(pk__in=ids).values_list("pk", "original_name"))
+
+
+def find(
+    golden: GoldenQuestion, config: Configuration, person: Any, scope: list[int] | None
+) -> list[Hit]:
+    """The passages ``config``'s retrieval finds for ``golden`` as ``person``."""
+    return search(
+        person,
+        golden.question,
+        answering.QueryVectors(golden.question),
+        k=config.top_k,
+        narrow_to=scope,
+        mode=config.retrieval_mode,
+        params=params_for(config),
+    )
 
 
 def answer(
@@ -171,27 +225,20 @@ def answer(
     started = time.monotonic()
     model = model_for(config)
     text = golden.question
-    hits = search(
-        person,
-        text,
-        answering.QueryVectors(text),
-        k=config.top_k,
-        narrow_to=scope,
-        mode=config.retrieval_mode,
-        params=params_for(config),
-    )
+    hits = find(golden, config, person, scope)
     names = _file_names(hits)
     outcome = Outcome(retrieved=[_document_json(h, names) for h in hits], cited=[])
     relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
     if not relevant:
-        outcome.answer = prompts.NOT_FOUND
+        outcome.answer = prompts.not_found(languages.answer_language(text))
         outcome.refused = True
         outcome.total_ms = int((time.monotonic() - started) * 1000)
         outcome.language = goldens.detect_language(outcome.answer)
         return outcome
     packed = prompts.pack_sources(relevant, model.count_tokens, config.context_budget)
     sources, listed, again = History().number(packed)
-    prompt = answering.compose_prompt(model, History(), text, listed, again)
+    language = languages.answer_language(text)
+    prompt = answering.compose_prompt(model, History(), text, listed, again, language)
     relay = answering.AnswerRelay(started)
     stats: GenerationStats = answering.generate(
         model, prompt, relay, stop or threading.Event(), max_tokens=config.max_answer_tokens
@@ -199,7 +246,7 @@ def answer(
     reply, cited = answering.verify_citations(relay.answer.strip(), {s.n for s in sources})
     by_number = {s.n: s for s in sources}
     outcome.answer = reply
-    outcome.refused = bool(_REFUSALS.search(reply)) or not reply
+    outcome.refused = is_refusal(reply) or not reply
     outcome.cited = [
         {"n": n, **_document_json(by_number[n].hit, names)} for n in cited if n in by_number
     ]

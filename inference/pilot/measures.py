@@ -4,9 +4,9 @@ Everything here works on plain per-question records (dicts, one per golden quest
 the run engine writes them), so it needs no database and is tested on hand-made records.
 The fields read are: ``id``, ``language``, ``tags``, ``answerable``, ``expected_answer``,
 ``expected_sources`` ([{"document", "page"}]), ``answer``, ``refused``,
-``answer_language``, ``retrieved`` and ``cited`` ([{"title", "name", "page"}], in rank
-order), ``ttft_ms``, ``total_ms``, ``prompt_tokens``, ``output_tokens``, ``judge_score``
-and ``error``.
+``answer_language``, ``out_of_scope``, ``retrieved`` and ``cited`` ([{"title", "name",
+"page"}], in rank order), ``ttft_ms``, ``total_ms``, ``prompt_tokens``, ``output_tokens``,
+``judge_score`` and ``error``.
 
 A measure that does not apply to a question (recall without expected sources, refusal
 accuracy on an answerable question) is ``None`` for it and is left out of the mean, so a
@@ -87,8 +87,9 @@ MEASURES: dict[str, Measure] = {
     ),
     "refusal_accuracy": _m(
         "Refusal accuracy",
-        "Share of unanswerable questions (answerable = false) where the appliance said it "
-        "could not find the answer in the documents.",
+        "Share of unanswerable questions where the appliance said it could not find the "
+        "answer in the documents. Unanswerable: answerable = false in the golden set, or "
+        "every expected source is a document the run's person may not read.",
     ),
     "false_refusal_rate": _m(
         "False refusals",
@@ -311,7 +312,9 @@ def question_scores(record: Mapping[str, Any], k: int = 10) -> dict[str, float |
     scores: dict[str, float | None] = dict.fromkeys(
         (f"recall_at_{k}", f"ndcg_at_{k}", *QUESTION_MEASURES[2:]), None
     )
-    expected = record.get("expected_sources") or []
+    # Sources the run's person may not read are not theirs to find or cite: the question
+    # is measured as one they should be refused (runner.record sets answerable false).
+    expected = [] if record.get("out_of_scope") else record.get("expected_sources") or []
     answerable = bool(record.get("answerable", True))
     refused = bool(record.get("refused"))
     if expected:

@@ -222,6 +222,9 @@ class RunAnswer(models.Model):
     golden = models.ForeignKey(GoldenQuestion, on_delete=models.CASCADE, related_name="+")
     answer = models.TextField(blank=True)
     refused = models.BooleanField(default=False)
+    # False when the question is answerable in the organisation but none of its expected
+    # sources is readable by the run's person: for them the right reply is the refusal.
+    in_scope = models.BooleanField(default=True)
     language = models.CharField(max_length=16, blank=True)  # detected language of the answer
     # [{"document_id", "document", "page", "chunk_id", "score"}] in rank order
     retrieved = models.JSONField(default=list, blank=True)

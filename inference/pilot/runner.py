@@ -55,6 +55,7 @@ def step(run_id: int) -> str:
 
 def _answer_one(run: Run, golden: GoldenQuestion) -> None:
     scope = access.pilot_run_scope(run.started_by)
+    in_scope = engine.answerable_for(golden, engine.readable_names(run.as_user, scope))
     try:
         outcome = engine.answer(golden, run.configuration, run.as_user, scope)
     except Exception as exc:  # one question failing never stops the run
@@ -73,6 +74,7 @@ def _answer_one(run: Run, golden: GoldenQuestion) -> None:
                 golden=golden,
                 answer=outcome.answer,
                 refused=outcome.refused,
+                in_scope=in_scope,
                 language=outcome.language,
                 retrieved=outcome.retrieved or [],
                 cited=outcome.cited or [],
@@ -105,7 +107,9 @@ def record(answer: RunAnswer) -> dict[str, Any]:
         "question": golden.question,
         "language": golden.language,
         "tags": golden.tags,
-        "answerable": golden.answerable,
+        # Answerable for the run's person: see engine.answerable_for.
+        "answerable": golden.answerable and answer.in_scope,
+        "out_of_scope": not answer.in_scope,
         "expected_answer": golden.expected_answer,
         "expected_sources": golden.expected_sources,
         "answer": answer.answer,

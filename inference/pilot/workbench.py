@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from appliance.accounts.models import READER_ROLES, Department, Membership
 from inference import actions as inference_actions
 from inference import answering
 from inference.models import Conversation, Question
-from inference.pilot import actions, compare, converters, goldens, runner
+from inference.pilot import actions, compare, converters, engine, goldens, runner
 from inference.pilot.measures import MEASURES
 from inference.pilot.models import GoldenSetVersion, Run
 from ingest import actions as ingest_actions
@@ -29,13 +30,7 @@ from ingest.models import Collection, Document
 
 def readable_documents(person: Any) -> dict[str, int]:
     """Lower-cased titles and file names of the documents ``person`` may read."""
-    found: dict[str, int] = {}
-    for pk, title, name in Document.objects.visible_to(person).values_list(
-        "pk", "title", "original_name"
-    ):
-        found.setdefault(title.lower(), pk)
-        found.setdefault(name.lower(), pk)
-    return found
+    return engine.readable_names(person, None)
 
 
 def usable_rows(
@@ -206,7 +201,8 @@ def _host() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores{', ' + model if model else ''}, {platform.platform()}"
+    load = ", load average {:.1f} {:.1f} {:.1f} when written".format(*os.getloadavg())
+    return f"{os.cpu_count()} cores{', ' + model if model else ''}, {platform.platform()}{load}"
 
 
 def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]) -> Path:
@@ -223,6 +219,7 @@ def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]
         f"- command: `python manage.py {' '.join(argv[1:])}`",
         f"- answered as: {run.as_user.username}; judge: {run.judge.name if run.judge else 'none'}",
         f"- configuration: `{json.dumps(run.configuration_snapshot, ensure_ascii=False)}`",
+        f"- relevance floor (APPLIANCE_RELEVANCE_FLOOR): {settings.RELEVANCE_FLOOR}",
         "- overhead_ratio (run time / the same questions asked one by one): "
         f"{result.get('overhead_ratio')}",
         "",

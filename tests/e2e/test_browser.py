@@ -95,7 +95,7 @@ def test_employee_sees_tokens_stream_in_and_a_citation(
     assert "/login/" in page.url
     page.fill("#id_username", "alice")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_selector("#question")
     assert page.locator(".demo-banner").is_visible()  # the small model says so
     assert "HR policies" in page.locator("#searched").text_content()

@@ -45,7 +45,7 @@ def test_employee_picks_a_document_and_sees_it_read_and_cited(
     page.goto("/login/")
     page.fill("#id_username", "alice")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_selector("#question")
     page.click("#document-pick summary")
     page.select_option("#document_id", str(memo.pk))

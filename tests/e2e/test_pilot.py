@@ -105,13 +105,36 @@ def test_two_runs_are_measured_and_the_gate_catches_the_worse_one(
     assert measures["ttft_p95_ms"] and measures["cost_per_1000_questions"]
     assert set(measures["by_language"]) == {"en"}
     assert first.answers.exclude(judge_output="").exists()  # the judge's output is kept
-    # Access is part of what is measured: bob reads none of HR's documents.
-    assert as_bob.measures["recall_at_10"] == 0.0
-    assert as_bob.measures["false_refusal_rate"] == 1.0
+    # Access is part of what is measured: bob reads none of HR's documents, so for him
+    # every question is one to refuse, and he is refused.
+    assert as_bob.answers.filter(in_scope=False).count() == 3
+    assert as_bob.measures["recall_at_10"] is None
+    assert as_bob.measures["false_refusal_rate"] is None
+    assert as_bob.measures["refusal_accuracy"] == 1.0
     # Runs are not anyone's questions, and every run is audited.
     assert Question.objects.count() == questions_before
     assert AuditEvent.objects.filter(action=Action.PILOT_RUN_START).count() == 3
     assert AuditEvent.objects.filter(action=Action.PILOT_RUN_END).count() == 3
+
+    # The floor sweep, from retrieval alone: as alice the three answerable questions are
+    # kept at the lowest floor, and the unanswerable one is refused at some floor.
+    out = io.StringIO()
+    call_command(
+        "pilot",
+        "floor",
+        "--golden-set",
+        str(version.pk),
+        "--config",
+        good.name,
+        "--as",
+        "alice",
+        "--json",
+        stdout=out,
+    )
+    sweep = json.loads(out.getvalue())
+    assert sweep["floors"][0]["false_refusals"] == 0 and sweep["floors"][0]["answerable"] == 3
+    assert sweep["floors"][-1]["right_refusals"] == sweep["floors"][-1]["unanswerable"] == 1
+    assert sweep["suggested_floor"] is not None
 
     out = io.StringIO()
     call_command("pilot", "compare", str(first.pk), str(first.pk), "--json", stdout=out)
@@ -145,7 +168,7 @@ def test_a_curator_runs_and_compares_a_pilot_in_the_browser(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.goto("/pilot/")
     page.fill("#gs-name", "HR pilot")
     page.set_input_files("#gs-file", str(golden))

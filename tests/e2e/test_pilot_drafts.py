@@ -59,7 +59,7 @@ def test_a_curator_drafts_questions_and_accepts_one_in_the_browser(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.goto("/pilot/")
     page.click("text=Start an empty set")
     page.fill("#gs-new-name", "Drafted HR")

@@ -50,6 +50,7 @@ class Stack:
                 sys.executable,
                 "-m",
                 "celery",
+                "--quiet",  # no banner: the log holds JSON lines only
                 "-A",
                 "appliance",
                 "worker",

@@ -199,6 +199,18 @@ def test_refusals_on_answerable_and_unanswerable_questions() -> None:
     assert answered["refusal_accuracy"] == 0.0
 
 
+def test_a_question_out_of_the_persons_reach_is_measured_as_one_to_refuse() -> None:
+    # Answerable in the organisation, but only from documents the run's person may not
+    # read: runner.record marks it so, and retrieval and citations do not apply to it.
+    hidden = {"document": "budget-2025.xlsx", "page": None}
+    out = dict(answerable=False, out_of_scope=True, expected_sources=[hidden], expected_answer="x")
+    refused = question_scores(record(**out, refused=True))
+    assert refused["refusal_accuracy"] == 1.0 and refused["false_refusal_rate"] is None
+    assert refused["recall_at_10"] is None and refused["citation_recall"] is None
+    answered = question_scores(record(**out, answer="NOK 26.9 million"))
+    assert answered["refusal_accuracy"] == 0.0
+
+
 def test_citations_precision_and_recall() -> None:
     # Cited: A p1 (expected A), C (not expected), A p2 (A again): precision 2/3.
     # Expected A and B; only A is cited: recall 1/2.

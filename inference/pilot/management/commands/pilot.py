@@ -4,11 +4,13 @@
     pilot run --golden-set ID|FILE --config NAME --as USER [--judge NAME] [--json]
     pilot compare RUN RUN [...] [--fail-if-worse MEASURE=TOLERANCE ...] [--html F] [--json]
     pilot eval-set scifact|xquad --department D [--limit N]
+    pilot floor --golden-set ID --config NAME --as USER [--json] [--record FOLDER]
 
 ``run`` queues the run on the answer queue and shows its progress (``--inline`` answers in
 this process instead, without workers). ``compare`` exits non-zero when a later run is
 worse than the first by more than a tolerance, so a model or setting change that makes
-answers worse fails loudly.
+answers worse fails loudly. ``floor`` measures, without the model, which relevance floor
+refuses the unanswerable questions and keeps the answerable ones.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from appliance.accounts.models import Department, User
-from inference.pilot import actions, compare, goldens, report, runner, workbench
+from inference.pilot import actions, compare, floor, goldens, report, runner, workbench
 from inference.pilot.models import Configuration, GoldenSetVersion, Run, RunStatus
 
 
@@ -91,6 +93,15 @@ class Command(BaseCommand):
         cmp.add_argument("--html", type=Path, help="write the self-contained HTML report here")
         cmp.add_argument("--csv", type=Path, help="write every question of every run here")
         cmp.add_argument("--json", action="store_true")
+
+        sweep = sub.add_parser(
+            "floor", help="how each relevance floor would refuse a golden set's questions"
+        )
+        sweep.add_argument("--golden-set", required=True, type=int, help="a golden set version id")
+        sweep.add_argument("--config", required=True, help="whose retrieval settings to use")
+        sweep.add_argument("--as", dest="as_user", required=True)
+        sweep.add_argument("--json", action="store_true")
+        sweep.add_argument("--record", type=Path, metavar="FOLDER")
 
         evalset = sub.add_parser(
             "eval-set", help="load SciFact or XQuAD as a collection and a golden set"
@@ -193,6 +204,25 @@ class Command(BaseCommand):
         if run.is_final or run.done >= run.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+    # --- floor ----------------------------------------------------------------------------
+
+    def _floor(self, options: dict[str, Any]) -> None:
+        person = _user(options["as_user"])
+        config = _configuration(options["config"])
+        version = GoldenSetVersion.objects.filter(pk=options["golden_set"]).first()
+        if version is None:
+            raise CommandError(f"No golden set version {options['golden_set']}.")
+        rows = floor.sweep(floor.score(version, config, person))
+        figures = floor.result(version, config, person, rows)
+        if options.get("record"):
+            command = f"python manage.py {' '.join(sys.argv[1:])}"
+            self.stderr.write(f"wrote {floor.write_record(options['record'], figures, command)}\n")
+        if options["json"]:
+            self.stdout.write(json.dumps(figures, indent=2))
+        else:
+            self.stdout.write("\n".join(floor.lines(figures)))
+            self.stdout.write(f"suggested floor: {figures['suggested_floor']}")
 
     # --- compare --------------------------------------------------------------------------
 
