@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from appliance.web.management.commands import load_demo
 from ingest.models import Document
-from tests.e2e.test_browser import page, save_screenshots  # noqa: F401  (the real browser)
+from tests.support.browser import save_screenshots
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
@@ -25,7 +25,7 @@ PASSWORDS = {username: password for username, password, *_ in load_demo.DEMO_PEO
 LEAVE = "How many days of annual leave do employees get?"
 
 
-def sign_in(page: Any, username: str) -> None:  # noqa: F811
+def sign_in(page: Any, username: str) -> None:
     page.context.clear_cookies()
     page.goto("/")
     page.fill("#id_username", username)
@@ -34,7 +34,7 @@ def sign_in(page: Any, username: str) -> None:  # noqa: F811
     page.wait_for_selector("#question")
 
 
-def ask(page: Any, question: str) -> tuple[str, list[str]]:  # noqa: F811
+def ask(page: Any, question: str) -> tuple[str, list[str]]:
     """The finished answer's text and its source links."""
     page.goto("/")
     page.fill("#question", question)
@@ -57,7 +57,7 @@ def repeated_sentence(text: str) -> str | None:
     return None
 
 
-def test_alice_and_bob_in_the_demo_organisation(live_db: Any, stack: Any, page: Any) -> None:  # noqa: F811
+def test_alice_and_bob_in_the_demo_organisation(live_db: Any, stack: Any, page: Any) -> None:
     call_command("load_demo", stdout=io.StringIO())
     wait_for(
         lambda: not Document.objects.exclude(status__in=["ready", "failed"]).exists(),

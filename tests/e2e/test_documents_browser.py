@@ -10,12 +10,10 @@ import pytest
 from ingest import actions as ingest_actions
 from ingest.models import Document
 from tests.conftest import DOCUMENTS, PASSWORD
-from tests.e2e import test_browser
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
-page = test_browser.page  # the browser fixture (Debian's Chromium through Playwright)
 
 # Every text the status line shows, recorded as it changes (progress may flash by).
 RECORD_STATUS = """() => {

@@ -12,7 +12,7 @@ import pytest
 
 from ingest import actions as ingest_actions
 from tests.conftest import PASSWORD
-from tests.e2e.test_browser import CHROMIUM, save_screenshots
+from tests.support.browser import CHROMIUM, save_screenshots
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
