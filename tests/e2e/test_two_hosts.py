@@ -6,11 +6,16 @@ fails and says so."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 
 from appliance.audit import integrity
@@ -240,3 +245,34 @@ def test_two_hosts_share_the_work_and_a_killed_host_loses_nothing(
             stack.start_worker("ingest")
             stack.start_worker("answer")
             stack.wait_healthy()
+
+
+@pytest.mark.timeout(1800)
+def test_two_host_benchmark_scale_prints_its_figures(live_db: Any, stack: Stack) -> None:
+    out = StringIO()
+    call_command(
+        "benchmark",
+        "scale",
+        "--json",
+        "--url",
+        stack.url,
+        "--questions",
+        "2",
+        "--documents",
+        "2",
+        "--paragraphs",
+        "3",
+        stdout=out,
+    )
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    for key in ("answers_per_min_1", "answers_per_min_2", "documents_per_min_1"):
+        assert result[key] > 0, result
+    assert result["scaling_ratio"] == round(
+        result["answers_per_min_2"] / result["answers_per_min_1"], 3
+    )
+    assert "documents_scaling_ratio" in result and "mechanics" in result["note"]
+    assert result["answered"] == [2, 2] and result["documents_ready"] == [2, 2]
+    assert not Document.objects.exists()  # the scratch collection is gone
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    names = [line.split()[0] for line in namespaces.stdout.splitlines() if line.strip()]
+    assert f"appliance-h2-{os.getpid() % 100000}" not in names  # the second host is gone
