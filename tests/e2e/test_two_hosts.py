@@ -267,9 +267,8 @@ def test_two_host_benchmark_scale_prints_its_figures(live_db: Any, stack: Stack)
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     for key in ("answers_per_min_1", "answers_per_min_2", "documents_per_min_1"):
         assert result[key] > 0, result
-    assert result["scaling_ratio"] == round(
-        result["answers_per_min_2"] / result["answers_per_min_1"], 3
-    )
+    ratio = result["answers_per_min_2"] / result["answers_per_min_1"]
+    assert result["scaling_ratio"] == pytest.approx(ratio, abs=0.01)  # from unrounded rates
     assert "documents_scaling_ratio" in result and "mechanics" in result["note"]
     assert result["answered"] == [2, 2] and result["documents_ready"] == [2, 2]
     assert not Document.objects.exists()  # the scratch collection is gone
