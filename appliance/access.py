@@ -43,6 +43,7 @@ from django.apps import apps
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, Model, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from appliance.accounts.models import READER_ROLES, Membership, Role
 from appliance.audit import actions as audit
@@ -221,7 +222,7 @@ def get_collection_to_manage(user: Any, pk: Any, attempt: str) -> Any:
         refuse(
             user,
             attempt,
-            "Only curators of this collection's department may change it.",
+            _("Only curators of this collection's department may change it."),
             found,
         )
     return found
@@ -234,7 +235,7 @@ def get_document_to_manage(user: Any, pk: Any, attempt: str) -> Any:
         refuse(
             user,
             attempt,
-            "Only curators of this document's department may change it.",
+            _("Only curators of this document's department may change it."),
             found,
         )
     return found

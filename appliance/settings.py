@@ -7,6 +7,8 @@ import ipaddress
 import os
 from pathlib import Path
 
+from django.conf import locale as django_locale
+
 from appliance.env import Env, SettingError, load_env_file
 from inference.catalog import DEFAULT_MODEL, spec_for
 
@@ -76,11 +78,15 @@ MIDDLEWARE = [
     "ingest.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page language: the browser's Accept-Language (or the language cookie) here; a
+    # signed-in person's saved choice once they are known (PersonLanguageMiddleware).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "appliance.accounts.middleware.BearerTokenMiddleware",
     "appliance.accounts.middleware.SessionTimeoutMiddleware",
+    "appliance.accounts.middleware.PersonLanguageMiddleware",
     "appliance.audit.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -206,9 +212,22 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     CSRF_TRUSTED_ORIGINS = env.list("APPLIANCE_CSRF_TRUSTED_ORIGINS", [])
 
-LANGUAGE_CODE = "en"
 TIME_ZONE = env.str("APPLIANCE_TIME_ZONE", "UTC")
 USE_I18N = True
+# The interface languages (docs/i18n.md); the catalogues are in the repository, compiled.
+# APPLIANCE_LANGUAGE is the language of a browser that asks for none of them.
+LANGUAGES = [("en", "English"), ("nb", "Norsk bokmål"), ("de", "Deutsch")]
+LANGUAGE_CODE = env.choice("APPLIANCE_LANGUAGE", "en", tuple(code for code, _ in LANGUAGES))
+LOCALE_PATHS = [BASE_DIR / "appliance" / "locale"]
+# Browsers that say only "no" (Norwegian) or "nn" (Nynorsk) get Bokmål, not English.
+for _code in ("no", "no-no", "nn", "nn-no"):
+    _known = django_locale.LANG_INFO.get(_code, django_locale.LANG_INFO["nb"])
+    django_locale.LANG_INFO[_code] = {**_known, "code": _code, "fallback": ["nb"]}
+# Remembered for people who are not signed in (the sign-in page); a signed-in person's
+# choice is saved on their account.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 USE_TZ = True
 
 STATIC_URL = "/static/"

@@ -8,5 +8,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", exporter.metrics_view, name="metrics"),
     path("api/v1/", include("appliance.api.urls")),
+    path("v1/", include("appliance.api.openai_urls")),  # the OpenAI-compatible API
     path("", include(web_urls)),
 ]

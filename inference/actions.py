@@ -11,10 +11,12 @@ from django.utils.translation import gettext as _
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import events, tasks
+from inference.conversation import MAX_TURNS
 from inference.models import Conversation, Feedback, Question, QuestionStatus
 from ingest.models import Collection, Document
 
 MAX_QUESTION_CHARS = 4000
+MAX_HISTORY_ANSWER_CHARS = 8000
 
 
 class InvalidQuestion(ValueError):
@@ -27,6 +29,9 @@ def ask(
     collection_ids: Sequence[Any] | None = None,
     conversation_id: Any = None,
     document_id: Any = None,
+    *,
+    history: Sequence[tuple[str, str]] = (),
+    via: dict[str, Any] | None = None,
 ) -> Question:
     """Record the question and queue it. ``collection_ids`` can only narrow the asker's
     scope: ids they may not read are dropped (and, if nothing is left, refused the same way
@@ -34,12 +39,17 @@ def ask(
     conversations; without it a new conversation starts. ``document_id`` asks about one
     document as a whole (``inference.documents``): one the asker may not read is refused in
     the same words as one that does not exist. A follow-up that names no collections keeps
-    the scope its conversation was narrowed to."""
+    the scope its conversation was narrowed to. ``history`` is the conversation so far as
+    the asker's client sent it, (question, answer) pairs, oldest first (a new conversation
+    then starts; see ``conversation.given_history``); ``via`` says which door the question
+    came through (``{"via": "openai", "token_id": ...}``), for the audit row."""
     text = (text or "").strip()
     if not text:
-        raise InvalidQuestion("Please type a question.")
+        raise InvalidQuestion(_("Please type a question."))
     if len(text) > MAX_QUESTION_CHARS:
-        raise InvalidQuestion(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+        raise InvalidQuestion(
+            _("Questions are limited to %(most)d characters.") % {"most": MAX_QUESTION_CHARS}
+        )
     scope: list[int] = []
     if collection_ids:
         try:
@@ -50,8 +60,14 @@ def ask(
             Collection.objects.visible_to(user).filter(pk__in=wanted).values_list("pk", flat=True)
         )
         if not scope:
-            raise InvalidQuestion("None of the chosen collections exist or are open to you.")
+            raise InvalidQuestion(_("None of the chosen collections exist or are open to you."))
     documents = [_document_to_ask_about(user, document_id, scope)] if document_id else []
+    given = [
+        {"question": str(q)[:MAX_QUESTION_CHARS], "answer": str(a)[:MAX_HISTORY_ANSWER_CHARS]}
+        for q, a in list(history)[-MAX_TURNS:]
+    ]
+    if given and conversation_id not in (None, ""):
+        raise InvalidQuestion("Send either a conversation id or the earlier turns, not both.")
     conversation = None
     if conversation_id not in (None, ""):
         try:
@@ -61,7 +77,7 @@ def ask(
         except (TypeError, ValueError):
             conversation = None
         if conversation is None:
-            raise InvalidQuestion("That conversation does not exist or is not yours.")
+            raise InvalidQuestion(_("That conversation does not exist or is not yours."))
         if not collection_ids:
             scope = _conversation_scope(user, conversation)
     with transaction.atomic():
@@ -70,11 +86,19 @@ def ask(
         else:
             conversation.save(update_fields=["updated_at"])
         question = Question.objects.create(
-            user=user, text=text, scope=scope, conversation=conversation, documents=documents
+            user=user,
+            text=text,
+            scope=scope,
+            conversation=conversation,
+            documents=documents,
+            history=given,
         )
         details = {"text": text, "scope": scope or "all", "conversation_id": conversation.pk}
         if documents:
             details["documents"] = documents
+        if given:
+            details["history_turns"] = len(given)
+        details.update(via or {})
         audit.record(Action.QUESTION, actor=user, obj=question, details=details)
         transaction.on_commit(lambda: tasks.enqueue(question))
     return question
@@ -99,13 +123,16 @@ def _document_to_ask_about(user: Any, document_id: Any, scope: list[int]) -> int
         raise InvalidQuestion("document_id must be a document id.") from None
     found = Document.objects.visible_to(user).filter(pk=wanted).first()
     if found is None:
-        raise InvalidQuestion("That document does not exist or is not open to you.")
+        raise InvalidQuestion(_("That document does not exist or is not open to you."))
     if scope and found.collection_id not in scope:
         raise InvalidQuestion(
-            "That document is not in the collections you chose. Choose its collection too, or none."
+            _(
+                "That document is not in the collections you chose. "
+                "Choose its collection too, or none."
+            )
         )
     if not found.live_version:
-        raise InvalidQuestion("That document is still being read. Ask again once it is ready.")
+        raise InvalidQuestion(_("That document is still being read. Ask again once it is ready."))
     return found.pk
 
 

@@ -33,12 +33,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from appliance import logs, metrics
 from appliance.audit import actions as audit
 from appliance.audit.models import Action
 from inference import conversation, documents, events, prompts, reading
+from inference import language as languages
 from inference.conversation import History
 from inference.liveness import AliveSignal, StopListener
 from inference.llm.backend import get_model
@@ -51,7 +53,15 @@ log = logging.getLogger(__name__)
 
 TOKEN_EVENT_SECONDS = 0.04
 _CITATION = re.compile(r"\[(\d{1,3})\]")
-WORKER_LOST = "The answer worker stopped while answering this question. Please ask it again."
+# The asker reads these in their page language (``finish_with_error``); English here.
+WORKER_LOST = gettext_noop(
+    "The answer worker stopped while answering this question. Please ask it again."
+)
+NOT_PRODUCED = gettext_noop("The answer could not be produced (%(kind)s).")
+REASONED_ONLY = gettext_noop(
+    "The model reasoned but wrote no answer; try again or ask more precisely."
+)
+NO_ANSWER = gettext_noop("The model wrote no answer; try again.")
 
 
 @dataclass
@@ -93,8 +103,7 @@ def answer(question_id: int) -> str:
                 return _answer(question, started, stop)
         except Exception as exc:
             log.exception("answering question %s failed", question_id)
-            message = f"The answer could not be produced ({type(exc).__name__})."
-            finish_with_error(question, message)
+            finish_with_error(question, NOT_PRODUCED, kind=type(exc).__name__)
             return "error"
 
 
@@ -124,14 +133,15 @@ def _answer(question: Question, started: float, stop: threading.Event) -> str:
 def refuse(
     question: Question, hits: list[Hit], history: History, started: float, why: str = "no_passage"
 ) -> str:
-    """The plain refusal (``prompts.NOT_FOUND``), without calling the model: nothing the
-    asker may read answers the question. Its words never depend on ``why`` (which only
-    the metrics see)."""
+    """The plain refusal (``prompts.NOT_FOUND``, in the answer's language), without calling
+    the model: nothing the asker may read answers the question. Its words never depend on
+    ``why`` (which only the metrics see)."""
     metrics.answer_refused(why)
     question.documents = []
+    said = prompts.not_found(languages.for_person(question.text, question.user))
     events.publish(question, "sources", {"sources": []})
-    events.publish(question, "token", {"text": prompts.NOT_FOUND})
-    refusal = Reply(text=prompts.NOT_FOUND, hits=hits, grounded=False)
+    events.publish(question, "token", {"text": said})
+    refusal = Reply(text=said, hits=hits, grounded=False)
     return store(question, refusal, history, started)
 
 
@@ -149,7 +159,8 @@ def answer_from_sources(
     documents (``spent``: what reading them cost)."""
     sources, listed, again = history.number(packed)
     events.publish(question, "sources", {"sources": [source_json(s) for s in sources]})
-    prompt = compose_prompt(model, history, question.text, listed, again)
+    language = languages.for_person(question.text, question.user)
+    prompt = compose_prompt(model, history, question.text, listed, again, language)
 
     relay = AnswerRelay(
         started, send=lambda text: events.publish(question, "token", {"text": text})
@@ -166,12 +177,7 @@ def answer_from_sources(
         reply.stopped = True
         return store(question, reply, history, started)
     if not reply.text:
-        finish_with_error(
-            question,
-            "The model reasoned but wrote no answer; try again or ask more precisely."
-            if relay.reasoning
-            else "The model wrote no answer; try again.",
-        )
+        finish_with_error(question, REASONED_ONLY if relay.reasoning else NO_ANSWER)
         return "error"
     return store(question, reply, history, started)
 
@@ -231,12 +237,12 @@ class QueryVectors:
     def __init__(self, text: str) -> None:
         self.text = text
         self.default = settings.EMBEDDING_MODEL
-        self.pending: Future = _EMBEDDER.submit(embed, [text], name=self.default)
+        self.pending: Future = _EMBEDDER.submit(embed, [text], name=self.default, query=True)
 
     def __call__(self, model: str) -> Any:
         if model == self.default:
             return self.pending.result()[0]
-        return embed([self.text], name=model)[0]
+        return embed([self.text], name=model, query=True)[0]
 
 
 def find_passages(question: Question, model: Any, history: History) -> tuple[list[Hit], list[Hit]]:
@@ -265,20 +271,25 @@ def find_passages(question: Question, model: Any, history: History) -> tuple[lis
 
 
 def compose_prompt(
-    model: Any, history: History, text: str, listed: list[prompts.Source], again: list[int]
+    model: Any,
+    history: History,
+    text: str,
+    listed: list[prompts.Source],
+    again: list[int],
+    language: str = "",
 ) -> str:
     """The prompt of this turn. Earlier turns go first, word for word as the model read
     them, so the KV cache of the conversation so far is reused and only the new turn is
     read; a passage the model has already read in this conversation is named by its number
     (``again``), not repeated. The oldest turns give way when the conversation outgrows the
-    model's context."""
+    model's context. ``language`` is the answer's (``inference.language``)."""
     turns = history.turns
     room = settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_ANSWER_TOKENS
     while True:
         prompt = model.format.render(
             prompts.SYSTEM,
             prompts.INSTRUCTIONS,
-            prompts.user_message(text, listed, again),
+            prompts.user_message(text, listed, again, language),
             [(turn.user_message, turn.answer) for turn in turns],
         )
         if not turns or model.count_tokens(prompt) <= room:
@@ -497,19 +508,24 @@ def observe_answer(question: Question, reply: Reply) -> None:
     )
 
 
-def finish_with_error(question: Question, message: str) -> None:
+def finish_with_error(question: Question, message: str, **values: str) -> None:
+    """End the question with ``message`` (English, marked for translation; ``values`` fill
+    its placeholders): the asker reads it in their page language, the audit row in English."""
+    english = message % values if values else message
+    with translation.override(question.user.language or settings.LANGUAGE_CODE):
+        said = translation.gettext(message) % values if values else translation.gettext(message)
     with transaction.atomic():
         updated = Question.objects.filter(
             pk=question.pk, status__in=[QuestionStatus.QUEUED, QuestionStatus.RUNNING]
-        ).update(status=QuestionStatus.ERROR, error=message, finished_at=timezone.now())
+        ).update(status=QuestionStatus.ERROR, error=said, finished_at=timezone.now())
         if updated:
             audit.record(
                 Action.ANSWER,
                 actor=question.user,
                 obj=question,
-                details={"error": message, "model": settings.LLM_SPEC.name},
+                details={"error": english, "model": settings.LLM_SPEC.name},
             )
-            transaction.on_commit(lambda: events.publish(question, "error", {"message": message}))
+            transaction.on_commit(lambda: events.publish(question, "error", {"message": said}))
     if updated:
         metrics.answer_finished("error")
         log.info(
@@ -519,7 +535,7 @@ def finish_with_error(question: Question, message: str) -> None:
                 "event": "answer.finished",
                 "outcome": "error",
                 "question_id": question.pk,
-                "reason": message,
+                "reason": english,
             },
         )
 

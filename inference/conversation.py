@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from appliance.access import visible_citations
+from inference import language as languages
 from inference import prompts
 from inference.models import Question, QuestionStatus
 from inference.retrieval import Hit
@@ -88,6 +89,8 @@ class History:
 def history(question: Question) -> History:
     """The question's conversation so far: its last answered turns, oldest first, rebuilt
     exactly as the model read them, from what the person may still read."""
+    if question.history:
+        return given_history(question.history)
     so_far = History()
     if question.conversation_id is None:
         return so_far
@@ -110,8 +113,25 @@ def history(question: Question) -> History:
         again = [s.n for s in packed if passage_key(s) in so_far.known]
         for source in listed:
             so_far.known[passage_key(source)] = source
-        message = prompts.user_message(turn.text, listed, again) if packed else turn.text
+        language = languages.for_person(turn.text, question.user)
+        message = prompts.user_message(turn.text, listed, again, language) if packed else turn.text
         so_far.turns.append(Turn(turn.text, message, turn.answer))
+    return so_far
+
+
+_MARKER = re.compile(r" ?\[\d{1,3}\]")
+
+
+def given_history(turns: list[dict[str, Any]]) -> History:
+    """The conversation so far as the asker's client sent it (``Question.history``): its
+    last turns, oldest first, as plain text. The passages those answers cited are not
+    shown again, so their markers are taken out: this turn's passages are numbered from
+    [1] again, and an old "[1]" must not pass for one of them."""
+    so_far = History()
+    for turn in turns[-MAX_TURNS:]:
+        text = str(turn.get("question") or "")
+        answer = _MARKER.sub("", str(turn.get("answer") or "")).strip()
+        so_far.turns.append(Turn(text, text, answer))
     return so_far
 
 

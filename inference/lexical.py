@@ -37,8 +37,11 @@ class LexicalGroup:
 # One row per text search configuration in the scope: the collections, their totals, and
 # the question's lexemes under that configuration with their document frequencies. It reads
 # ``scope`` (id, language), the readable collections, which the caller's statement defines
-# from the access policy's own sub-select, so nothing outside it is counted; the question's
-# text is its one parameter.
+# from the access policy's own sub-select, so nothing outside it is counted. Parameters: the
+# configurations the question is read with in collections of language "auto" (each passage
+# stemmed in its own detected language: ``ingest.languages.question_configurations``), and
+# the question's text. Under several configurations a lexeme counts once, with its largest
+# number of occurrences.
 LANGUAGE_STATISTICS = """
     SELECT g.language, g.ids, g.chunks, g.length, q.lexemes, q.counts, q.frequencies
     FROM (
@@ -50,10 +53,16 @@ LANGUAGE_STATISTICS = """
     ) g
     CROSS JOIN LATERAL (
         SELECT coalesce(array_agg(v.lexeme ORDER BY v.lexeme), '{{}}') AS lexemes,
-               coalesce(array_agg(greatest(cardinality(v.positions), 1) ORDER BY v.lexeme),
+               coalesce(array_agg(greatest(v.positions, 1) ORDER BY v.lexeme),
                         '{{}}') AS counts,
                coalesce(array_agg(f.frequency ORDER BY v.lexeme), '{{}}') AS frequencies
-        FROM unnest(to_tsvector(g.language::regconfig, %s)) v
+        FROM (
+            SELECT t.lexeme, max(cardinality(t.positions)) AS positions
+            FROM unnest(CASE WHEN g.language = 'auto' THEN %s::regconfig[]
+                             ELSE ARRAY[g.language::regconfig] END) r(configuration)
+            CROSS JOIN LATERAL unnest(to_tsvector(r.configuration, %s)) t
+            GROUP BY t.lexeme
+        ) v
         CROSS JOIN LATERAL (
             SELECT coalesce(sum(t.document_frequency), 0)::bigint AS frequency
             FROM ingest_lexicalterm t

@@ -64,6 +64,11 @@ class Question(models.Model):
     # question, or carried from the conversation). Access is checked again when answering,
     # never taken from here alone (inference.documents).
     documents = models.JSONField(default=list, blank=True)
+    # Earlier turns the asker's own client sent along with the question (the
+    # OpenAI-compatible API's ``messages``): [{"question": ..., "answer": ...}], oldest
+    # first. They are the asker's own words, read as the conversation so far
+    # (``inference.conversation.history``); nothing in them is trusted as a source.
+    history = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=16, choices=QuestionStatus.choices, default=QuestionStatus.QUEUED
     )

@@ -27,6 +27,7 @@ chunks are found.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -38,6 +39,7 @@ from django.db import connection, transaction
 
 from inference import lexical
 from ingest import vectors
+from ingest.languages import ALL, AUTO, question_configurations
 from ingest.models import Collection
 
 Mode = Literal["hybrid", "dense", "fulltext"]
@@ -183,7 +185,8 @@ _PLANNER_SETTINGS = """
 # the planner settings for the ranking, and per text search configuration and per embedding
 # model of the readable collections, their statistics as JSON lists. One statement rather
 # than one each: every statement costs a round trip and a plan of the access filter.
-# Parameters: the scope's, the question's text, the graph's search list.
+# Parameters: the scope's, the question's configurations in "auto" collections, the
+# question's text, the graph's search list.
 _SCOPE = (
     "WITH scope AS MATERIALIZED ("  # noqa: S608 - constant text; values are parameters
     + """
@@ -202,14 +205,29 @@ _SCOPE = (
 )
 
 
+# Whether this process has met a collection of language "auto" in a scope. Until it has, a
+# question skips language detection (milliseconds each, for nothing in most installations)
+# and would be read in every language, should such a collection turn up.
+_auto_seen = threading.Event()
+
+
+def _readings(text: str) -> list[str]:
+    """The configurations a question is read with in "auto" collections."""
+    if not text.strip():
+        return []
+    return question_configurations(text) if _auto_seen.is_set() else ALL
+
+
 def _read_scope(
     cursor: Any, scope: str, params: tuple, text: str, query: QueryVector, ef_search: int
 ) -> tuple[list[lexical.LexicalGroup], list[ModelGroup]]:
     """The scope's text search configurations and embedding models (with the question
     embedded by each), and the ranking's planner settings, in one statement."""
-    cursor.execute(_SCOPE.format(scope=scope), [*params, text, str(ef_search)])
+    cursor.execute(_SCOPE.format(scope=scope), [*params, _readings(text), text, str(ef_search)])
     languages, models = cursor.fetchone()[:2]
     groups = [lexical.language_group(row) for row in json.loads(languages or "[]")]
+    if any(group.language == AUTO for group in groups):
+        _auto_seen.set()
     model_groups = []
     for row in json.loads(models or "[]"):
         vector = np.asarray(query(row["model"]) if callable(query) else query, dtype=np.float32)

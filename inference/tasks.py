@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from appliance import logs, metrics, redis_client
-from inference import answering, events
+from inference import answering, events, passages
 from inference.models import Question
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 )
 def answer_question(question_id: int) -> str:
     return answering.answer(question_id)
+
+
+@shared_task(name="inference.search_passages", time_limit=120)
+def search_passages(request_id: str, user_id: int, query: str, k: int, scope: list[int]) -> None:
+    """A search for the MCP server (``inference.passages``). Not acknowledged late: a
+    search lost with its worker is only a timeout for its caller, never worth repeating."""
+    passages.answer(request_id, user_id, query, k, scope or None)
 
 
 def enqueue(question: Question) -> None:

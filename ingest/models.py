@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.utils.translation import gettext_lazy
 from pgvector.django import VectorField
 
 from appliance import access
@@ -21,6 +22,9 @@ class Language(models.TextChoices):
     FRENCH = "french", "French"
     SPANISH = "spanish", "Spanish"
     SIMPLE = "simple", "Other (no stemming)"
+    # Each passage in its own detected language, and each question in its own
+    # (ingest/languages.py): for collections that mix languages.
+    AUTO = "auto", "Detected per passage"
 
 
 class CollectionQuerySet(models.QuerySet):
@@ -83,12 +87,12 @@ class CollectionShare(models.Model):
 
 
 class Status(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    PARSING = "parsing", "Parsing"
-    EMBEDDING = "embedding", "Embedding"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", gettext_lazy("Queued")
+    PARSING = "parsing", gettext_lazy("Parsing")
+    EMBEDDING = "embedding", gettext_lazy("Embedding")
+    READY = "ready", gettext_lazy("Ready")
+    FAILED = "failed", gettext_lazy("Failed")
+    CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
 
 FINAL_STATUSES = (Status.READY, Status.FAILED, Status.CANCELLED)

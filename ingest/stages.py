@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest import embedding, storage, vectors
+from ingest import embedding, languages, storage, vectors
 from ingest.chunking import ChunkDraft, chunk_blocks
 from ingest.models import Document, Status
 from ingest.parsing import ParseError
@@ -293,7 +293,7 @@ def insert(
             draft.text,
             draft.token_count,
             vector,
-            language,
+            languages.passage_configuration(language, draft.text),
             f"{draft.section}\n{draft.text}" if draft.section else draft.text,
         )
         for (ordinal, draft), vector in zip(batch, _vector_literals(vectors), strict=True)

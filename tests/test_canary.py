@@ -7,6 +7,9 @@ POST and DELETE: the canary's text and title never appear, and the answer for it
 byte for byte the answer for a missing id. Then each of them asks questions aimed at it,
 answered by the real retrieval and model, including with forged ``collection_ids``.
 alice, an HR employee, is the control: the same question finds the canary for her.
+The doors other programs use (the OpenAI-compatible API, every streamed chunk included, and
+the MCP server's search and fetch) get the same checks against the real processes in
+``tests/e2e/test_canary_doors.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ STRING_SAMPLES = {
     "action": ["delete", "retry", "cancel", "file"],
     "active": ["deactivate"],
     "fmt": ["html", "csv", "json"],
+    "model_id": ["appliance-rag", "gpt-4o"],
 }
 
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")

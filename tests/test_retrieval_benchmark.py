@@ -96,3 +96,96 @@ def test_the_beir_benchmark_scores_dense_fulltext_and_hybrid_retrieval(tiny_beir
     assert result["ndcg_at_10"]["dense"] == pytest.approx(1.0)
     assert result["ndcg_at_10"]["hybrid"] == pytest.approx(1.0)
     assert not Collection.objects.exists() and not Chunk.objects.exists()
+
+
+def _xquad_file(folder: Path, lang: str, articles: list[tuple[str, list[tuple[str, str]]]]):
+    """An XQuAD file: each article's paragraphs with one question each."""
+    data = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": title,
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [{"id": f"{title}-{i}", "question": question, "answers": []}],
+                    }
+                    for i, (context, question) in enumerate(paragraphs)
+                ],
+            }
+            for title, paragraphs in articles
+        ],
+    }
+    (folder / f"xquad.{lang}.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_the_xquad_benchmark_compares_models_across_languages_and_writes_its_record(
+    tmp_path: Path,
+) -> None:
+    _xquad_file(
+        tmp_path,
+        "en",
+        [
+            (
+                "Rivers",
+                [
+                    ("The Rhine flows through Basel and Cologne.", "Where does the Rhine flow?"),
+                    (
+                        "Bridges over the Elbe were rebuilt in 1950.",
+                        "When were the bridges rebuilt?",
+                    ),
+                ],
+            ),
+            ("Bread", [("Rye bread is baked for twelve hours.", "How long is rye bread baked?")]),
+        ],
+    )
+    _xquad_file(
+        tmp_path,
+        "de",
+        [
+            (
+                "Rivers",
+                [
+                    ("Der Rhein fließt durch Basel und Köln.", "Wo fließt der Rhein?"),
+                    (
+                        "Die Brücken über die Elbe wurden 1950 neu gebaut.",
+                        "Wann wurden die Brücken gebaut?",
+                    ),
+                ],
+            ),
+            (
+                "Bread",
+                [
+                    (
+                        "Roggenbrot wird zwölf Stunden gebacken.",
+                        "Wie lange wird Roggenbrot gebacken?",
+                    )
+                ],
+            ),
+        ],
+    )
+    out = StringIO()
+    call_command(
+        "benchmark",
+        "retrieval",
+        "--xquad",
+        str(tmp_path),
+        "--record",
+        str(tmp_path),
+        "--json",
+        stdout=out,
+    )
+    result = last_json(out)
+    assert result["questions_per_condition"] == 3 and result["collection_language"] == "auto"
+    assert set(result["results"]) == {"all-MiniLM-L6-v2", "multilingual-e5-small-q4"}
+    for conditions in result["results"].values():
+        assert set(conditions) == {"en->en", "de->de", "de->en"}
+        for modes in conditions.values():
+            assert set(modes) == {"dense", "fulltext", "hybrid"}
+            assert modes["dense"]["recall_at_10"] == 1.0  # three paragraphs: all are read
+            assert all(0 <= m["ndcg_at_10"] <= 1 for m in modes.values())
+    (record,) = tmp_path.glob("*-retrieval-xquad-cross-lingual.md")
+    text = record.read_text(encoding="utf-8")
+    assert text.count("| multilingual-e5-small-q4 | German questions, English paragraphs |") == 3
+    assert f"--xquad {tmp_path}" in text
+    assert not Collection.objects.exists()  # the scratch collections are gone

@@ -187,3 +187,29 @@ def create_api_token(actor: Any, user: User, name: str = "") -> str:
             details={"name": name},
         )
     return raw
+
+
+def choose_languages(
+    actor: Any, user: User, *, language: str | None = None, answer_language: str | None = None
+) -> bool:
+    """Save a person's page language and answer language ("" for none: the browser's, the
+    question's); None leaves one as it is. A change is a change of the person, audited."""
+    changes = {
+        field: value
+        for field, value in (("language", language), ("answer_language", answer_language))
+        if value is not None and value != getattr(user, field)
+    }
+    if not changes:
+        return False
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(**changes)
+        audit.record(
+            Action.SETTINGS_CHANGE,
+            actor=actor,
+            obj=user,
+            subject=user,
+            details={"person": changes},
+        )
+    for field, value in changes.items():
+        setattr(user, field, value)
+    return True

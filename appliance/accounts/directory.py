@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from appliance.accounts.models import (
     DirectoryAccount,
@@ -146,7 +147,10 @@ def user_for_identity(identity: Identity) -> User:
             user = account.user
         if not user.is_active:
             raise DirectoryRefused(
-                "Your account here has been deactivated by an operator. Ask them to reactivate it."
+                _(
+                    "Your account here has been deactivated by an operator. "
+                    "Ask them to reactivate it."
+                )
             )
         changed = [
             name
@@ -171,7 +175,7 @@ def user_for_identity(identity: Identity) -> User:
 def _new_directory_user(identity: Identity) -> User:
     username = identity.username.strip()[:150]
     if not username:
-        raise DirectoryRefused("The directory did not say what your username is.")
+        raise DirectoryRefused(_("The directory did not say what your username is."))
     existing = User.objects.filter(username__iexact=username).first()
     if existing is not None:
         logger.warning(
@@ -180,8 +184,11 @@ def _new_directory_user(identity: Identity) -> User:
             identity.server,
         )
         raise DirectoryRefused(
-            f"An account called “{username}” already exists here and is not linked to "
-            "this directory. An operator has to rename or remove it first."
+            _(
+                "An account called “%(name)s” already exists here and is not linked to "
+                "this directory. An operator has to rename or remove it first."
+            )
+            % {"name": username}
         )
     user = User(
         username=username,
@@ -214,9 +221,12 @@ def add_mapping(actor: Any, group: str, department: Any, role: str) -> tuple[Gro
     that group get the membership now (audited each), not only at their next sign-in."""
     group = group.strip()
     if not group or len(group) > 500:
-        raise ValueError("Name the directory group (an LDAP group DN or an OIDC group value).")
+        raise ValueError(_("Name the directory group (an LDAP group DN or an OIDC group value)."))
     if role not in Role.values:
-        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+        raise ValueError(
+            _("Unknown role “%(role)s”; use one of %(roles)s.")
+            % {"role": role, "roles": ", ".join(Role.values)}
+        )
     with transaction.atomic():
         existing = [
             m

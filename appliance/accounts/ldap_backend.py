@@ -20,6 +20,7 @@ from typing import Any
 import ldap
 from django.conf import settings
 from django.dispatch import receiver
+from django.utils.translation import gettext_lazy
 from django_auth_ldap.backend import LDAPBackend, _LDAPUser, ldap_error
 
 from appliance.accounts import directory
@@ -27,7 +28,7 @@ from appliance.accounts.models import DirectoryAccount
 
 logger = logging.getLogger(__name__)
 
-UNREACHABLE = (
+UNREACHABLE = gettext_lazy(
     "The directory cannot be reached right now, so directory accounts cannot sign in. "
     "Try again in a few minutes; if it lasts, tell your IT department."
 )
@@ -79,7 +80,7 @@ class DirectoryLDAPBackend(LDAPBackend):
             _last_error.reset(token)
         if user is None and problem is not None and request is not None:
             logger.warning("LDAP sign-in of %s failed: %s", username, problem)
-            request.directory_problem = UNREACHABLE
+            request.directory_problem = str(UNREACHABLE)
         return user
 
     def get_or_build_user(self, username: str, ldap_user: Any) -> tuple[Any, bool]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from appliance.accounts import recheck
 from appliance.accounts.models import ApiToken, hash_token
@@ -74,4 +74,20 @@ class SessionTimeoutMiddleware:
                 or time.time() - started > settings.SESSION_ABSOLUTE_SECONDS
             ):
                 logout(request)
+        return self.get_response(request)
+
+
+class PersonLanguageMiddleware:
+    """A signed-in person's saved page language outranks the browser's Accept-Language
+    (which LocaleMiddleware applied): the choice follows them to every browser."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        chosen = getattr(user, "language", "") if user is not None else ""
+        if chosen and user.is_authenticated and chosen in dict(settings.LANGUAGES):
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = chosen  # type: ignore[attr-defined]
         return self.get_response(request)

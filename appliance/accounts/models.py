@@ -5,10 +5,16 @@ import secrets
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class User(AbstractUser):
     """A person who signs in. What they may see comes from their memberships."""
+
+    # Blank: the browser's language for pages, the question's own language for answers.
+    # The choices are settings.LANGUAGES (pages) and inference.language (answers).
+    language = models.CharField(max_length=8, blank=True, default="")
+    answer_language = models.CharField(max_length=8, blank=True, default="")
 
     def roles_in(self, department_id: int) -> set[str]:
         return {m.role for m in self.memberships.all() if m.department_id == department_id}
@@ -33,10 +39,10 @@ class Department(models.Model):
 
 
 class Role(models.TextChoices):
-    EMPLOYEE = "employee", "Employee"
-    CURATOR = "curator", "Curator"
-    AUDITOR = "auditor", "Auditor"
-    OPERATOR = "operator", "Operator"
+    EMPLOYEE = "employee", _("Employee")
+    CURATOR = "curator", _("Curator")
+    AUDITOR = "auditor", _("Auditor")
+    OPERATOR = "operator", _("Operator")
 
 
 # Roles that grant reading the department's documents. Auditors and operators read none by

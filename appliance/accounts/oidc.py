@@ -23,6 +23,7 @@ import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.django_client import DjangoOAuth2App, OAuth
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from joserfc.errors import JoseError
 
 from appliance.accounts import directory
@@ -85,9 +86,10 @@ class SignInFailed(Exception):
     """The provider's answer was refused; the message is for the person, the log has why."""
 
 
-PROBLEM = "Signing in with {name} did not work. Please try again."
-UNREACHABLE = (
-    "{name} cannot be reached right now. Try again in a few minutes; local accounts can "
+# Translated when used (``PROBLEM % {"name": ...}``), in the language of the request.
+PROBLEM = gettext_lazy("Signing in with %(name)s did not work. Please try again.")
+UNREACHABLE = gettext_lazy(
+    "%(name)s cannot be reached right now. Try again in a few minutes; local accounts can "
     "still sign in with their password."
 )
 
@@ -103,20 +105,20 @@ def finish_sign_in(request: Any) -> Any:
         token = client().authorize_access_token(request, claims_options=_checks())
     except requests.RequestException as exc:
         logger.warning("OIDC provider unreachable: %s", exc)
-        raise SignInFailed(UNREACHABLE.format(name=name)) from exc
+        raise SignInFailed(UNREACHABLE % {"name": name}) from exc
     except (OAuthError, JoseError, directory.DirectoryRefused, ValueError, KeyError) as exc:
         logger.warning("OIDC sign-in refused: %r", exc)
-        raise SignInFailed(PROBLEM.format(name=name)) from exc
+        raise SignInFailed(PROBLEM % {"name": name}) from exc
     claims = dict(token.get("userinfo") or {})
     if not claims.get("sub"):
-        raise SignInFailed(PROBLEM.format(name=name))
+        raise SignInFailed(PROBLEM % {"name": name})
     try:
         identity = _identity(claims, token)
     except requests.RequestException as exc:
-        raise SignInFailed(UNREACHABLE.format(name=name)) from exc
+        raise SignInFailed(UNREACHABLE % {"name": name}) from exc
     except (OAuthError, ValueError) as exc:
         logger.warning("OIDC userinfo refused: %r", exc)
-        raise SignInFailed(PROBLEM.format(name=name)) from exc
+        raise SignInFailed(PROBLEM % {"name": name}) from exc
     request.session["oidc_id_token"] = token.get("id_token", "")
     try:
         return directory.user_for_identity(identity)

@@ -80,6 +80,42 @@ def _release_database() -> None:
             connection.close()
 
 
+async def _stream_exists(question: Question) -> bool:
+    redis = redis_client.async_client()
+    try:
+        return bool(await redis.exists(events.stream_key(question)))
+    finally:
+        await redis.aclose()
+
+
+async def follow(
+    question: Question, after: str = "0-0"
+) -> AsyncIterator[tuple[str, str, dict[str, Any]] | None]:
+    """The question's events after ``after``, as (entry id, event, data), up to and with
+    the final one; None each time nothing came for ``IDLE_BLOCK_MS`` (time for a keep-alive
+    line). A running question whose worker died meanwhile is ended with an error event.
+    Holds no database connection while it waits. Shared by every door that streams an
+    answer (this page's SSE, the OpenAI-compatible API)."""
+    redis = redis_client.async_client()
+    key = events.stream_key(question)
+    try:
+        await sync_to_async(_release_database)()
+        while True:
+            response = await redis.xread({key: after}, block=IDLE_BLOCK_MS, count=200)
+            if not response:
+                yield None
+                await sync_to_async(_check_stalled)(question.pk)
+                continue
+            for entry in response[0][1]:
+                entry_id, event, data = events.decode(entry)
+                after = entry_id
+                yield entry_id, event, data
+                if event in events.FINAL_EVENTS:
+                    return
+    finally:
+        await redis.aclose()
+
+
 async def question_events(request: HttpRequest, question_id: int) -> HttpResponse:
     if request.method != "GET":
         return error(405, "Use GET.")
@@ -94,32 +130,18 @@ async def question_events(request: HttpRequest, question_id: int) -> HttpRespons
         last_id = "0-0"
 
     async def stream() -> AsyncIterator[str]:
-        redis = redis_client.async_client()
-        key = events.stream_key(question)
-        after = last_id
-        try:
-            if not await redis.exists(key):
-                fresh = await Question.objects.filter(pk=question_id).afirst()
-                if fresh is not None and fresh.is_final:
-                    for line in await sync_to_async(_replay_from_database)(fresh, user):
-                        yield line
-                    return
-            await sync_to_async(_release_database)()
-            yield "retry: 2000\n\n"
-            while True:
-                response = await redis.xread({key: after}, block=IDLE_BLOCK_MS, count=200)
-                if not response:
-                    yield ": waiting\n\n"
-                    await sync_to_async(_check_stalled)(question_id)
-                    continue
-                for entry in response[0][1]:
-                    entry_id, event, data = events.decode(entry)
-                    after = entry_id
-                    yield _format(entry_id, event, data)
-                    if event in events.FINAL_EVENTS:
-                        return
-        finally:
-            await redis.aclose()
+        if not await _stream_exists(question):
+            fresh = await Question.objects.filter(pk=question_id).afirst()
+            if fresh is not None and fresh.is_final:
+                for line in await sync_to_async(_replay_from_database)(fresh, user):
+                    yield line
+                return
+        yield "retry: 2000\n\n"
+        async for item in follow(question, last_id):
+            if item is None:
+                yield ": waiting\n\n"
+                continue
+            yield _format(*item)
 
     response = StreamingHttpResponse(stream(), content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"

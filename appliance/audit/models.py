@@ -1,50 +1,51 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Action(models.TextChoices):
-    LOGIN = "login", "Signed in"
-    LOGIN_FAILED = "login_failed", "Failed sign-in"
-    LOGOUT = "logout", "Signed out"
-    ACCESS_DENIED = "access_denied", "Access denied"
-    QUESTION = "question", "Asked a question"
-    ANSWER = "answer", "Answer given"
-    UPLOAD = "upload", "Uploaded a document"
-    INGEST_DONE = "ingest_done", "Ingestion finished"
-    INGEST_FAILED = "ingest_failed", "Ingestion failed"
-    DOCUMENT_DELETE = "document_delete", "Deleted a document"
-    COLLECTION_CREATE = "collection_create", "Created a collection"
-    COLLECTION_DELETE = "collection_delete", "Deleted a collection"
-    REEMBED_START = "reembed_start", "Started re-embedding a collection"
-    REEMBED_DONE = "reembed_done", "Re-embedded a collection"
-    SHARE = "share", "Shared a collection"
-    UNSHARE = "unshare", "Unshared a collection"
-    DEPARTMENT_CREATE = "department_create", "Created a department"
-    USER_CREATE = "user_create", "Created a user"
-    MEMBERSHIP_ADD = "membership_add", "Added a membership"
-    MEMBERSHIP_REMOVE = "membership_remove", "Removed a membership"
-    TOKEN_CREATE = "token_create", "Created an API token"
-    SETTINGS_CHANGE = "settings_change", "Changed a setting"
-    AUDIT_EXPORT = "audit_export", "Exported the audit log"
-    AUDIT_PRUNE = "audit_prune", "Pruned the audit log (retention)"
-    AUDIT_ERASE = "audit_erase", "Erased a person from the audit log"
-    USER_DEACTIVATE = "user_deactivate", "Deactivated a user"
-    USER_ACTIVATE = "user_activate", "Reactivated a user"
-    ROLE_CHANGE = "role_change", "Changed a role"
-    GOLDEN_SET_VERSION = "golden_set_version", "Added a golden set version"
-    PILOT_CONFIGURATION = "pilot_configuration", "Saved a pilot configuration"
-    PILOT_RUN_START = "pilot_run_start", "Started a pilot run"
-    PILOT_RUN_END = "pilot_run_end", "A pilot run ended"
-    PILOT_RUN_CANCEL = "pilot_run_cancel", "Cancelled a pilot run"
-    GOLDEN_DRAFTS = "golden_drafts", "Drafted or reviewed golden set questions"
-    COLLECTION_UPDATE = "collection_update", "Changed a collection's description or suggestions"
-    GROUP_MAPPING_ADD = "group_mapping_add", "Mapped a directory group"
-    GROUP_MAPPING_REMOVE = "group_mapping_remove", "Removed a directory group mapping"
-    DIRECTORY_CHECK = "directory_check", "The directory disabled an account"
-    FEEDBACK = "feedback", "Gave feedback on an answer"
-    CONVERSATION_DELETE = "conversation_delete", "Deleted a conversation"
-    CHAT_PRUNE = "chat_prune", "Deleted old conversations (chat retention)"
+    LOGIN = "login", _("Signed in")
+    LOGIN_FAILED = "login_failed", _("Failed sign-in")
+    LOGOUT = "logout", _("Signed out")
+    ACCESS_DENIED = "access_denied", _("Access denied")
+    QUESTION = "question", _("Asked a question")
+    ANSWER = "answer", _("Answer given")
+    UPLOAD = "upload", _("Uploaded a document")
+    INGEST_DONE = "ingest_done", _("Ingestion finished")
+    INGEST_FAILED = "ingest_failed", _("Ingestion failed")
+    DOCUMENT_DELETE = "document_delete", _("Deleted a document")
+    COLLECTION_CREATE = "collection_create", _("Created a collection")
+    COLLECTION_DELETE = "collection_delete", _("Deleted a collection")
+    REEMBED_START = "reembed_start", _("Started re-embedding a collection")
+    REEMBED_DONE = "reembed_done", _("Re-embedded a collection")
+    SHARE = "share", _("Shared a collection")
+    UNSHARE = "unshare", _("Unshared a collection")
+    DEPARTMENT_CREATE = "department_create", _("Created a department")
+    USER_CREATE = "user_create", _("Created a user")
+    MEMBERSHIP_ADD = "membership_add", _("Added a membership")
+    MEMBERSHIP_REMOVE = "membership_remove", _("Removed a membership")
+    TOKEN_CREATE = "token_create", _("Created an API token")
+    SETTINGS_CHANGE = "settings_change", _("Changed a setting")
+    AUDIT_EXPORT = "audit_export", _("Exported the audit log")
+    AUDIT_PRUNE = "audit_prune", _("Pruned the audit log (retention)")
+    AUDIT_ERASE = "audit_erase", _("Erased a person from the audit log")
+    USER_DEACTIVATE = "user_deactivate", _("Deactivated a user")
+    USER_ACTIVATE = "user_activate", _("Reactivated a user")
+    ROLE_CHANGE = "role_change", _("Changed a role")
+    GOLDEN_SET_VERSION = "golden_set_version", _("Added a golden set version")
+    PILOT_CONFIGURATION = "pilot_configuration", _("Saved a pilot configuration")
+    PILOT_RUN_START = "pilot_run_start", _("Started a pilot run")
+    PILOT_RUN_END = "pilot_run_end", _("A pilot run ended")
+    PILOT_RUN_CANCEL = "pilot_run_cancel", _("Cancelled a pilot run")
+    GOLDEN_DRAFTS = "golden_drafts", _("Drafted or reviewed golden set questions")
+    COLLECTION_UPDATE = "collection_update", _("Changed a collection's description or suggestions")
+    GROUP_MAPPING_ADD = "group_mapping_add", _("Mapped a directory group")
+    GROUP_MAPPING_REMOVE = "group_mapping_remove", _("Removed a directory group mapping")
+    DIRECTORY_CHECK = "directory_check", _("The directory disabled an account")
+    FEEDBACK = "feedback", _("Gave feedback on an answer")
+    CONVERSATION_DELETE = "conversation_delete", _("Deleted a conversation")
+    CHAT_PRUNE = "chat_prune", _("Deleted old conversations (chat retention)")
 
 
 class AuditEvent(models.Model):

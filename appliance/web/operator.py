@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from appliance import access
@@ -76,9 +77,14 @@ def create_department(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         if created:
-            messages.success(request, f"Department “{department.name}” created.")
+            messages.success(
+                request, _("Department “%(name)s” created.") % {"name": department.name}
+            )
         else:
-            messages.info(request, f"There is already a department called “{department.name}”.")
+            messages.info(
+                request,
+                _("There is already a department called “%(name)s”.") % {"name": department.name},
+            )
     return redirect("operator")
 
 
@@ -91,11 +97,11 @@ def create_user(request: HttpRequest) -> HttpResponse:
     department = Department.objects.filter(pk=_int(request.POST.get("department"))).first()
     problem = ""
     if not username or len(username) > 150:
-        problem = "Choose a username of 1 to 150 characters."
+        problem = _("Choose a username of 1 to 150 characters.")
     elif User.objects.filter(username=username).exists():
-        problem = f"There is already someone called “{username}”."
+        problem = _("There is already someone called “%(name)s”.") % {"name": username}
     elif department is None or role not in Role.values:
-        problem = "Choose the person's department and role."
+        problem = _("Choose the person's department and role.")
     else:
         try:
             validate_password(password, User(username=username))
@@ -104,9 +110,13 @@ def create_user(request: HttpRequest) -> HttpResponse:
     if problem:
         messages.error(request, problem)
         return redirect("operator")
-    user, _ = accounts.create_or_update_user(request.user, username, password)
+    user, _created = accounts.create_or_update_user(request.user, username, password)
     accounts.add_membership(request.user, user, department, role)
-    messages.success(request, f"{username} can now sign in as {role} of {department.name}.")
+    messages.success(
+        request,
+        _("%(name)s can now sign in as %(role)s of %(department)s.")
+        % {"name": username, "role": _role(role), "department": department.name},
+    )
     return redirect("operator-user", user_id=user.pk)
 
 
@@ -117,11 +127,19 @@ def add_membership(request: HttpRequest, user_id: int) -> HttpResponse:
     department = Department.objects.filter(pk=_int(request.POST.get("department"))).first()
     role = request.POST.get("role", "")
     if department is None or role not in Role.values:
-        messages.error(request, "Choose a department and a role.")
+        messages.error(request, _("Choose a department and a role."))
     elif accounts.add_membership(request.user, found, department, role):
-        messages.success(request, f"{found} is now {role} of {department.name}.")
+        messages.success(
+            request,
+            _("%(name)s is now %(role)s of %(department)s.")
+            % {"name": found, "role": _role(role), "department": department.name},
+        )
     else:
-        messages.info(request, f"{found} already is {role} of {department.name}.")
+        messages.info(
+            request,
+            _("%(name)s already is %(role)s of %(department)s.")
+            % {"name": found, "role": _role(role), "department": department.name},
+        )
     return redirect("operator-user", user_id=found.pk)
 
 
@@ -141,8 +159,15 @@ def remove_membership(request: HttpRequest, user_id: int, membership_id: int) ->
     else:
         messages.success(
             request,
-            f"{membership.user} is no longer {membership.role} of {membership.department}. "
-            "This applies from their very next request.",
+            _(
+                "%(name)s is no longer %(role)s of %(department)s. "
+                "This applies from their very next request."
+            )
+            % {
+                "name": membership.user,
+                "role": _role(membership.role),
+                "department": membership.department,
+            },
         )
     return redirect("operator-user", user_id=user_id)
 
@@ -157,10 +182,16 @@ def change_role(request: HttpRequest, user_id: int, membership_id: int) -> HttpR
     role = request.POST.get("role", "")
     try:
         if role not in Role.values:
-            raise accounts.RefusedChange("Choose a role.")
+            raise accounts.RefusedChange(_("Choose a role."))
         if accounts.change_role(request.user, membership, role):
             messages.success(
-                request, f"{membership.user} is now {role} of {membership.department}."
+                request,
+                _("%(name)s is now %(role)s of %(department)s.")
+                % {
+                    "name": membership.user,
+                    "role": _role(role),
+                    "department": membership.department,
+                },
             )
     except accounts.RefusedChange as exc:
         messages.error(request, str(exc))
@@ -176,16 +207,22 @@ def set_active(request: HttpRequest, user_id: int, active: str) -> HttpResponse:
             if accounts.deactivate_user(request.user, found):
                 messages.success(
                     request,
-                    f"{found} is deactivated: they are signed out and their API tokens revoked.",
+                    _("%(name)s is deactivated: they are signed out and their API tokens revoked.")
+                    % {"name": found},
                 )
         elif active == "activate":
             if accounts.activate_user(request.user, found):
-                messages.success(request, f"{found} can sign in again.")
+                messages.success(request, _("%(name)s can sign in again.") % {"name": found})
         else:
             raise Http404
     except accounts.RefusedChange as exc:
         messages.error(request, str(exc))
     return redirect("operator-user", user_id=found.pk)
+
+
+def _role(role: str) -> str:
+    """A role as a sentence names it: "curator", "kurator"."""
+    return str(Role(role).label).lower()
 
 
 @operators_only
@@ -221,21 +258,24 @@ def add_group_mapping(request: HttpRequest) -> HttpResponse:
     group = request.POST.get("group", "")
     role = request.POST.get("role", "")
     if department is None:
-        messages.error(request, "Choose a department.")
+        messages.error(request, _("Choose a department."))
         return redirect("operator-groups")
     try:
-        _, created = directory.add_mapping(request.user, group, department, role)
+        mapping, created = directory.add_mapping(request.user, group, department, role)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
         if created:
             messages.success(
                 request,
-                f"Members of that group are now {role} of {department.name}, "
-                "from their next sign-in (at once for those the directory already reported).",
+                _(
+                    "Members of that group are now %(role)s of %(department)s, from their next "
+                    "sign-in (at once for those the directory already reported)."
+                )
+                % {"role": _role(mapping.role), "department": department.name},
             )
         else:
-            messages.info(request, "That mapping exists already.")
+            messages.info(request, _("That mapping exists already."))
     return redirect("operator-groups")
 
 
@@ -246,8 +286,11 @@ def remove_group_mapping(request: HttpRequest, mapping_id: int) -> HttpResponse:
     directory.remove_mapping(request.user, mapping)
     messages.success(
         request,
-        f"That group no longer gives {mapping.role} of {mapping.department.name}; "
-        "the memberships it gave are removed.",
+        _(
+            "That group no longer gives %(role)s of %(department)s; the memberships it gave "
+            "are removed."
+        )
+        % {"role": _role(mapping.role), "department": mapping.department.name},
     )
     return redirect("operator-groups")
 

@@ -13,6 +13,8 @@ from typing import Any
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from appliance import access
@@ -83,7 +85,9 @@ def upload_golden_set(request: HttpRequest) -> HttpResponse:
     upload = request.FILES.get("file")
     name = (request.POST.get("name") or "").strip()
     if department is None or upload is None or not name:
-        messages.error(request, "Give the golden set a name, a department and a CSV or JSONL file.")
+        messages.error(
+            request, _("Give the golden set a name, a department and a CSV or JSONL file.")
+        )
         return redirect("pilot")
     parsed = goldens.parse_file(upload.name, upload.read(goldens.MAX_FILE_BYTES + 1))
     if parsed.fatal:
@@ -94,15 +98,26 @@ def upload_golden_set(request: HttpRequest) -> HttpResponse:
     for error in errors[:50]:
         messages.error(request, str(error))
     if len(errors) > 50:
-        messages.error(request, f"…and {len(errors) - 50} more rows with problems.")
+        messages.error(
+            request, _("…and %(count)d more rows with problems.") % {"count": len(errors) - 50}
+        )
     if not rows:
-        messages.error(request, "No question in the file could be used, so nothing was saved.")
+        messages.error(request, _("No question in the file could be used, so nothing was saved."))
         return redirect("pilot")
     version = actions.create_golden_set(request.user, name, department, rows, note=upload.name)
     messages.success(
         request,
-        f"Saved {version} with {len(rows)} question{'s' if len(rows) != 1 else ''}"
-        + (f"; {len(bad_lines)} row(s) left out, see above." if bad_lines else "."),
+        ngettext(
+            "Saved %(version)s with %(count)d question",
+            "Saved %(version)s with %(count)d questions",
+            len(rows),
+        )
+        % {"version": version, "count": len(rows)}
+        + (
+            _("; %(count)d row(s) left out, see above.") % {"count": len(bad_lines)}
+            if bad_lines
+            else "."
+        ),
     )
     return redirect("pilot-golden-set", golden_set_id=version.golden_set_id)
 
@@ -146,12 +161,14 @@ def save_configuration(request: HttpRequest) -> HttpResponse:
             "cost": cost,
         }
         if not post.get("name", "").strip() or not fields["model"]:
-            raise ValueError("A configuration needs a name and a model.")
+            raise ValueError(_("A configuration needs a name and a model."))
         config = actions.save_configuration(request.user, post["name"].strip(), **fields)
     except (ValueError, json.JSONDecodeError) as exc:
-        messages.error(request, f"The configuration was not saved: {exc}")
+        messages.error(
+            request, _("The configuration was not saved: %(problem)s") % {"problem": exc}
+        )
         return redirect("pilot")
-    messages.success(request, f"Saved the configuration “{config.name}”.")
+    messages.success(request, _("Saved the configuration “%(name)s”.") % {"name": config.name})
     return redirect("pilot")
 
 
@@ -170,7 +187,7 @@ def start_run(request: HttpRequest) -> HttpResponse:
         memberships__department__in=_curated_departments(request.user),
     ).first()
     if version is None or config is None or person is None:
-        messages.error(request, "Choose a golden set version, a configuration and a person.")
+        messages.error(request, _("Choose a golden set version, a configuration and a person."))
         return redirect("pilot")
     run = actions.start_run(request.user, version, config, person, judge=judge)
     return redirect("pilot-run", run_id=run.pk)
@@ -217,7 +234,7 @@ def run_progress(request: HttpRequest, run_id: int) -> JsonResponse:
 def cancel_run(request: HttpRequest, run_id: int) -> HttpResponse:
     found = _run_for(request, run_id)
     if actions.cancel_run(request.user, found):
-        messages.success(request, "The run was stopped; what it answered so far is kept.")
+        messages.success(request, _("The run was stopped; what it answered so far is kept."))
     return redirect("pilot-run", run_id=found.pk)
 
 
@@ -235,7 +252,7 @@ def _runs_to_compare(request: HttpRequest) -> list[Run]:
 def compare(request: HttpRequest) -> HttpResponse:
     runs = _runs_to_compare(request)
     if len(runs) < 2:
-        messages.error(request, "Tick two or more runs to compare; the first is the baseline.")
+        messages.error(request, _("Tick two or more runs to compare; the first is the baseline."))
         return redirect("pilot")
     result = workbench.comparison(runs)
     summaries = list(zip(result.runs, result.summaries, strict=False))

@@ -17,6 +17,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from appliance import access
@@ -94,16 +95,19 @@ def request_drafts(request: HttpRequest, golden_set_id: int) -> HttpResponse:
     if collection is None or count is None or not 1 <= count <= drafts.MAX_DRAFTS:
         messages.error(
             request,
-            f"Choose a collection you can read and a number of questions from 1 to "
-            f"{drafts.MAX_DRAFTS}.",
+            _("Choose a collection you can read and a number of questions from 1 to %(most)d.")
+            % {"most": drafts.MAX_DRAFTS},
         )
         return _back(found)
     batch = actions.request_drafts(request.user, found, collection, count)
     if batch is None:
         messages.error(
             request,
-            f"“{collection.name}” has no passage left to draft from: it holds no ready "
-            "document, or every passage was drafted for this set before.",
+            _(
+                "“%(name)s” has no passage left to draft from: it holds no ready "
+                "document, or every passage was drafted for this set before."
+            )
+            % {"name": collection.name},
         )
         return _back(found)
     fewer = (
@@ -152,7 +156,7 @@ def stop(request: HttpRequest, golden_set_id: int) -> HttpResponse:
     found = _golden_set_for(request, golden_set_id)
     batch = DraftBatch.objects.filter(golden_set=found, pk=_int(request.POST.get("batch"))).first()
     if batch is not None and actions.stop_drafting(request.user, batch):
-        messages.success(request, "Drafting stopped; the drafts written so far are kept below.")
+        messages.success(request, _("Drafting stopped; the drafts written so far are kept below."))
     return _back(found)
 
 
@@ -193,7 +197,7 @@ def review(request: HttpRequest, golden_set_id: int) -> HttpResponse:
     if said:
         messages.success(request, "; ".join(said).capitalize() + ".")
     elif not outcome.problems:
-        messages.info(request, "Nothing was changed: choose Accept or Reject, or edit a draft.")
+        messages.info(request, _("Nothing was changed: choose Accept or Reject, or edit a draft."))
     return _back(found)
 
 
@@ -208,16 +212,23 @@ def create_empty(request: HttpRequest) -> HttpResponse:
     )
     name = " ".join((request.POST.get("name") or "").split())[:200]
     if department is None or not name:
-        messages.error(request, "Give the new golden set a name and a department.")
+        messages.error(request, _("Give the new golden set a name and a department."))
         return redirect("pilot")
     existing = GoldenSet.objects.filter(department=department, name=name).first()
     if existing is not None:
-        messages.info(request, f"{department.name} already has a golden set called “{name}”.")
+        messages.info(
+            request,
+            _("%(department)s already has a golden set called “%(name)s”.")
+            % {"department": department.name, "name": name},
+        )
         return _back(existing)
     version = actions.create_golden_set(
         request.user, name, department, [], note="empty, to draft questions into"
     )
-    messages.success(request, f"Created “{name}”. Draft its questions from a collection below.")
+    messages.success(
+        request,
+        _("Created “%(name)s”. Draft its questions from a collection below.") % {"name": name},
+    )
     return _back(version.golden_set)
 
 

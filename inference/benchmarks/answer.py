@@ -31,6 +31,7 @@ from django.conf import settings
 from appliance.accounts import actions as accounts
 from appliance.accounts.models import Role
 from inference import answering, conversation, prompts
+from inference import language as languages
 from inference.llm.backend import local_model
 from inference.llm.base import GenerationStats
 from inference.models import Question
@@ -155,7 +156,8 @@ def _rebuild_prompt(model: Any, question_id: int) -> tuple[str, int]:
     ]
     listed = [s for s in passages if conversation.passage_key(s) not in history.known]
     again = [s.n for s in passages if conversation.passage_key(s) in history.known]
-    prompt = answering.compose_prompt(model, history, question.text, listed, again)
+    language = languages.for_person(question.text, question.user)
+    prompt = answering.compose_prompt(model, history, question.text, listed, again, language)
     return prompt, question.completion_tokens
 
 

@@ -1,7 +1,8 @@
-"""``python manage.py benchmark retrieval``: quality on BEIR SciFact (``--beir``) or latency
-and recall of the access-filtered query on synthetic data (``--synthetic N``).
+"""``python manage.py benchmark retrieval``: quality on BEIR SciFact (``--beir``), quality
+across languages on XQuAD (``--xquad``), or latency and recall of the access-filtered query
+on synthetic data (``--synthetic N``).
 
-Both go through ``inference.retrieval.search``, as a scratch person who may read only the
+All go through ``inference.retrieval.search``, as a scratch person who may read only the
 scratch data, and remove that data afterwards. Neither writes audit rows: the people,
 departments and collections they create are scaffolding, not acts of anyone.
 """
@@ -9,13 +10,14 @@ departments and collections they create are scaffolding, not acts of anyone.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from inference.benchmarks import retrieval_beir, retrieval_synthetic
+from inference.benchmarks import retrieval_beir, retrieval_synthetic, retrieval_xquad
 from inference.retrieval import Params
 
 
@@ -23,6 +25,28 @@ def add_arguments(parser: CommandParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--beir", type=Path, help="a BEIR folder, e.g. ../shared/corpus/scifact")
     what.add_argument("--synthetic", type=int, metavar="N", help="N synthetic chunks")
+    what.add_argument(
+        "--xquad",
+        type=Path,
+        help="the XQuAD folder, e.g. ../shared/corpus/xquad: English, German and German "
+        "questions over English paragraphs, per embedding model",
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(retrieval_xquad.DEFAULT_MODELS),
+        help="xquad: embedding models to compare, comma-separated",
+    )
+    parser.add_argument(
+        "--language",
+        default="auto",
+        help="xquad: the scratch collections' text search language (auto: per passage)",
+    )
+    parser.add_argument(
+        "--questions-per-condition",
+        type=int,
+        help="xquad: a spread subset of the 1,190 questions (default: all)",
+    )
+    parser.add_argument("--record", type=Path, help="xquad: write a dated record into this folder")
     parser.add_argument(
         "--sweep",
         action="store_true",
@@ -95,6 +119,8 @@ def run(options: dict[str, Any], out: Any) -> None:
         if not (folder / "corpus.jsonl").exists():
             raise CommandError(f"{folder} holds no BEIR corpus.jsonl")
         result = retrieval_beir.run(folder, params, lines, sweep=options["sweep"])
+    elif options.get("xquad"):
+        result = _xquad(options, params, lines)
     else:
         if options["synthetic"] < 1000:
             raise CommandError("--synthetic needs at least 1000 chunks")
@@ -109,3 +135,38 @@ def run(options: dict[str, Any], out: Any) -> None:
         )
     if options.get("json"):
         out.write(json.dumps(result, sort_keys=True))
+
+
+def _xquad(options: dict[str, Any], params: Params, lines: _Lines) -> dict[str, Any]:
+    folder = options["xquad"].resolve()
+    models = tuple(m.strip() for m in options["models"].split(",") if m.strip())
+    started = time.perf_counter()
+    try:
+        result = retrieval_xquad.run(
+            folder,
+            params,
+            lines,
+            models=models,
+            language=options["language"],
+            questions_per_condition=options.get("questions_per_condition"),
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from exc
+    if options.get("record"):
+        path = retrieval_xquad.record(
+            result, _xquad_command(options), time.perf_counter() - started, options["record"]
+        )
+        lines.write(f"record written to {path}")
+    return result
+
+
+def _xquad_command(options: dict[str, Any]) -> str:
+    """The command line that gives this run's figures, for its record."""
+    words = ["python manage.py benchmark retrieval --xquad", str(options["xquad"])]
+    if options["models"] != ",".join(retrieval_xquad.DEFAULT_MODELS):
+        words += ["--models", options["models"]]
+    if options["language"] != "auto":
+        words += ["--language", options["language"]]
+    if options.get("questions_per_condition"):
+        words += ["--questions-per-condition", str(options["questions_per_condition"])]
+    return " ".join(words)

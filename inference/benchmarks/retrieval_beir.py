@@ -204,7 +204,7 @@ def run(folder: Path, params: Params, out: Any, sweep: bool = False) -> dict[str
         f"({time.perf_counter() - started:.1f} s); the cache skips ingestion's embedding "
         "only: this measures retrieval, not ingestion"
     )
-    query_vectors = embedding.embed(list(data.queries.values()))
+    query_vectors = embedding.embed(list(data.queries.values()), query=True)
     with scratch_reader("scifact", language="english") as (user, collection):
         started = time.perf_counter()
         beir_id = _load_into(collection, data, vectors)

@@ -14,12 +14,14 @@ import re
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
 from inference import answering, prompts
+from inference import language as languages
 from inference.catalog import spec_for
 from inference.conversation import History
 from inference.llm.backend import LocalModel, get_model
@@ -33,11 +35,22 @@ from ingest.models import Document
 
 # The refusal, and the words by which an answer that says the same in other words is
 # counted as a refusal (the model may write it itself, or in the question's language).
-_REFUSALS = re.compile(
+_REFUSAL_WORDS = (
     r"could not find this in the documents|fant ikke dette i dokumentene|"
-    r"konnte dies in den dokumenten.*nicht finden",
-    re.IGNORECASE,
+    r"konnte dies in den dokumenten.*nicht finden"
 )
+
+
+@cache
+def _refusals() -> re.Pattern[str]:
+    """The words above, and the refusal's own wordings from the translation catalogue
+    (``prompts.not_found``), read once translations can be (not at import)."""
+    own = (re.escape(sentence.rstrip(".")) for sentence in prompts.refusal_sentences())
+    return re.compile("|".join((_REFUSAL_WORDS, *own)), re.IGNORECASE)
+
+
+def is_refusal(reply: str) -> bool:
+    return bool(_refusals().search(reply))
 
 
 @dataclass
@@ -217,14 +230,15 @@ def answer(
     outcome = Outcome(retrieved=[_document_json(h, names) for h in hits], cited=[])
     relevant = [h for h in hits if h.score >= settings.RELEVANCE_FLOOR]
     if not relevant:
-        outcome.answer = prompts.NOT_FOUND
+        outcome.answer = prompts.not_found(languages.answer_language(text))
         outcome.refused = True
         outcome.total_ms = int((time.monotonic() - started) * 1000)
         outcome.language = goldens.detect_language(outcome.answer)
         return outcome
     packed = prompts.pack_sources(relevant, model.count_tokens, config.context_budget)
     sources, listed, again = History().number(packed)
-    prompt = answering.compose_prompt(model, History(), text, listed, again)
+    language = languages.answer_language(text)
+    prompt = answering.compose_prompt(model, History(), text, listed, again, language)
     relay = answering.AnswerRelay(started)
     stats: GenerationStats = answering.generate(
         model, prompt, relay, stop or threading.Event(), max_tokens=config.max_answer_tokens
@@ -232,7 +246,7 @@ def answer(
     reply, cited = answering.verify_citations(relay.answer.strip(), {s.n for s in sources})
     by_number = {s.n: s for s in sources}
     outcome.answer = reply
-    outcome.refused = bool(_REFUSALS.search(reply)) or not reply
+    outcome.refused = is_refusal(reply) or not reply
     outcome.cited = [
         {"n": n, **_document_json(by_number[n].hit, names)} for n in cited if n in by_number
     ]

@@ -201,7 +201,8 @@ def _host() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores{', ' + model if model else ''}, {platform.platform()}"
+    load = ", load average {:.1f} {:.1f} {:.1f} when written".format(*os.getloadavg())
+    return f"{os.cpu_count()} cores{', ' + model if model else ''}, {platform.platform()}{load}"
 
 
 def write_record(folder: Path, run: Run, result: dict[str, Any], argv: list[str]) -> Path:

@@ -26,6 +26,7 @@ TESSERACT_LANGUAGES = {
     "french": ["fra", "eng"],
     "spanish": ["spa", "eng"],
     "simple": ["eng"],
+    "auto": ["eng", "nor", "deu"],
 }
 MAX_PIXELS = 60_000_000  # larger pictures are refused (decompression bombs)
 OCR_DPI = 300

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 
 from appliance.accounts import actions as accounts
+from tests.support.browser import browser_context
 from tests.support.stack import Stack, free_port
 
 
@@ -52,6 +53,16 @@ def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -
         yield running
     finally:
         running.stop_all()
+
+
+@pytest.fixture
+def page(stack: Stack, monkeypatch: Any) -> Iterator[Any]:
+    """A page of Debian's Chromium on the real server (``tests.support.browser``)."""
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls
+    # are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with browser_context(stack.url) as context:
+        yield context.new_page()
 
 
 @pytest.fixture

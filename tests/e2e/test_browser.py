@@ -3,77 +3,17 @@ employee signs in, asks, watches the answer arrive token by token, then a citati
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ingest import actions as ingest_actions
 from tests.conftest import DOCUMENTS, PASSWORD
+from tests.support.browser import save_screenshots
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-def page(stack: Any, monkeypatch: Any) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls
-    # are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-gpu",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        context = browser.new_context(base_url=stack.url)
-        page = context.new_page()
-        external: list[str] = []
-        page.on(
-            "request", lambda r: None if r.url.startswith(stack.url) else external.append(r.url)
-        )
-        yield page
-        # ORM calls made while Playwright's loop ran opened connections in that context.
-        from django.db import connections
-
-        connections.close_all()
-        browser.close()
-        assert external == [], f"the page loaded something from elsewhere: {external}"
-
-
-# Screenshots of the pages as a person sees them, at desktop and phone width, for a person
-# to look at after a run (not compared by the tests).
-SCREENSHOTS = Path(
-    os.environ.get(
-        "APPLIANCE_TEST_SCREENSHOTS", Path(__file__).resolve().parents[2] / "var" / "screenshots"
-    )
-)
-WIDTHS = {"desktop": 1280, "phone": 375}
-
-
-def save_screenshots(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    original = page.viewport_size
-    for label, width in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
-        # At phone width nothing may need sideways scrolling.
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 1, f"{name} is {overflow}px too wide at {width}px"
-    if original:
-        page.set_viewport_size(original)
 
 
 def test_employee_sees_tokens_stream_in_and_a_citation(
@@ -95,7 +35,7 @@ def test_employee_sees_tokens_stream_in_and_a_citation(
     assert "/login/" in page.url
     page.fill("#id_username", "alice")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_selector("#question")
     assert page.locator(".demo-banner").is_visible()  # the small model says so
     assert "HR policies" in page.locator("#searched").text_content()

@@ -10,12 +10,10 @@ import pytest
 from ingest import actions as ingest_actions
 from ingest.models import Document
 from tests.conftest import DOCUMENTS, PASSWORD
-from tests.e2e import test_browser
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
-page = test_browser.page  # the browser fixture (Debian's Chromium through Playwright)
 
 # Every text the status line shows, recorded as it changes (progress may flash by).
 RECORD_STATUS = """() => {
@@ -45,7 +43,7 @@ def test_employee_picks_a_document_and_sees_it_read_and_cited(
     page.goto("/login/")
     page.fill("#id_username", "alice")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_selector("#question")
     page.click("#document-pick summary")
     page.select_option("#document_id", str(memo.pk))

@@ -35,7 +35,7 @@ def _sign_in_with_form(context: Any, username: str) -> Any:
     page.goto("/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
     return page
 

@@ -53,7 +53,7 @@ def test_a_curator_uploads_a_folder_and_watches_it_being_read(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
     page.goto(f"/collections/{collection.pk}/")
     page.set_input_files("#folder", str(folder))

@@ -19,7 +19,7 @@ from inference.pilot.models import Run, RunStatus
 from ingest import actions as ingest_actions
 from ingest.models import Document
 from tests.conftest import DOCUMENTS, PASSWORD
-from tests.e2e.test_browser import SCREENSHOTS, page  # noqa: F401  (the real browser fixture)
+from tests.support.browser import SCREENSHOTS
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services]
@@ -155,7 +155,7 @@ def test_two_runs_are_measured_and_the_gate_catches_the_worse_one(
 def test_a_curator_runs_and_compares_a_pilot_in_the_browser(
     people: Any,
     library: Any,
-    page: Any,  # noqa: F811  (the browser fixture imported above)
+    page: Any,
     tmp_path: Path,
 ) -> None:
     actions.save_configuration(None, "hybrid top 6", model="smollm2-135m", top_k=6)
@@ -168,7 +168,7 @@ def test_a_curator_runs_and_compares_a_pilot_in_the_browser(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.goto("/pilot/")
     page.fill("#gs-name", "HR pilot")
     page.set_input_files("#gs-file", str(golden))

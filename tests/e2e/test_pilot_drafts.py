@@ -15,7 +15,6 @@ from inference.pilot.models import Draft, DraftBatch, DraftBatchStatus, GoldenSe
 from ingest import actions as ingest_actions
 from ingest.models import Document
 from tests.conftest import PASSWORD
-from tests.e2e.test_browser import page  # noqa: F401  (the real browser fixture)
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
@@ -38,7 +37,7 @@ def test_a_curator_drafts_questions_and_accepts_one_in_the_browser(
     people: Any,
     live_db: Any,
     stack: Any,
-    page: Any,  # noqa: F811  (the browser fixture imported above)
+    page: Any,
     tmp_path: Path,
 ) -> None:
     collection = ingest_actions.create_collection(people.carol, "HR handbook", people.hr)
@@ -59,7 +58,7 @@ def test_a_curator_drafts_questions_and_accepts_one_in_the_browser(
     page.goto("/login/")
     page.fill("#id_username", "carol")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.goto("/pilot/")
     page.click("text=Start an empty set")
     page.fill("#gs-new-name", "Drafted HR")

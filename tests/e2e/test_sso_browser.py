@@ -19,7 +19,7 @@ from appliance.accounts import directory
 from appliance.accounts.models import DirectoryAccount, Membership, Role
 from appliance.audit.models import Action, AuditEvent
 from tests.conftest import PASSWORD
-from tests.e2e.test_browser import CHROMIUM, save_screenshots
+from tests.support.browser import CHROMIUM, save_screenshots
 from tests.support.oidc_provider import Provider
 from tests.support.slapd import (
     GROUPS,

@@ -15,7 +15,7 @@ class Command(BaseCommand):
             "--language",
             default=Language.ENGLISH,
             choices=Language.values,
-            help="picks the full-text search configuration",
+            help="picks the full-text search configuration (auto: each passage its own)",
         )
 
     def handle(self, *args: object, **options: str) -> None:

@@ -3,6 +3,9 @@
 (function () {
   "use strict";
 
+  // Django's JavaScript catalogue (/jsi18n/, loaded by base.html) gives the page's language.
+  const _ = window.gettext || ((text) => text);
+  const fill = (text, values) => (window.interpolate ? window.interpolate(text, values, true) : text.replace(/%\((\w+)\)s/g, (m, k) => values[k]));
   const form = document.getElementById("ask-form");
   const page = document.getElementById("question-page");
   const statusEl = document.getElementById("ask-status");
@@ -46,7 +49,7 @@
       li.id = "q" + questionId + "-source-" + s.n;
       const a = document.createElement("a");
       a.href = "/documents/" + s.document_id + "/passage" + (s.chunk_id ? "?chunk=" + s.chunk_id : (s.page ? "?page=" + s.page : ""));
-      a.textContent = s.title + (s.page ? ", page " + s.page : "");
+      a.textContent = s.title + (s.page ? ", " + fill(_("page %(page)s"), { page: s.page }) : "");
       const quote = document.createElement("blockquote");
       quote.textContent = s.snippet.length > 280 ? s.snippet.slice(0, 279) + "…" : s.snippet;
       li.appendChild(a);
@@ -65,7 +68,7 @@
     if (ticked.length) {
       names = ticked.map((box) => box.parentElement.textContent.replace(/\s*\(.*\)\s*$/, "").trim()).join(", ");
     }
-    hint.textContent = "No passage in " + names + " matched. Try naming the document, picking it under “Ask about one whole document”, or rephrasing.";
+    hint.textContent = fill(_("No passage in %(searched)s matched. Try naming the document, picking it under “Ask about one whole document”, or rephrasing."), { searched: names });
     hint.hidden = false;
   }
 
@@ -81,9 +84,9 @@
     }
     const what = data.title ? "“" + data.title + "”: " : "";
     if (data.stage === "combining") {
-      setStatus(done < total ? what + "combining notes, step " + (done + 1) + " of " + total + "…" : what + "notes combined…");
+      setStatus(done < total ? what + fill(_("combining notes, step %(step)s of %(total)s…"), { step: done + 1, total: total }) : what + _("notes combined…"));
     } else {
-      setStatus(done < total ? what + "reading part " + (done + 1) + " of " + total + "…" : what + "read all " + total + (total === 1 ? " part…" : " parts…"));
+      setStatus(done < total ? what + fill(_("reading part %(part)s of %(total)s…"), { part: done + 1, total: total }) : what + fill(window.ngettext ? window.ngettext("read all %(total)s part…", "read all %(total)s parts…", total) : "read all %(total)s parts…", { total: total }));
     }
   }
 
@@ -104,13 +107,13 @@
     source.addEventListener("queued", (e) => {
       const data = JSON.parse(e.data);
       const ahead = data.ahead !== undefined ? data.ahead : data.position - 1;
-      setStatus(ahead > 0 ? "Waiting: " + ahead + (ahead === 1 ? " question is" : " questions are") + " ahead of yours…" : "Searching your documents…");
+      setStatus(ahead > 0 ? fill(ahead === 1 ? _("Waiting: %(ahead)s question is ahead of yours…") : _("Waiting: %(ahead)s questions are ahead of yours…"), { ahead: ahead }) : _("Searching your documents…"));
     });
     source.addEventListener("progress", (e) => showProgress(JSON.parse(e.data)));
     source.addEventListener("sources", (e) => {
       hideProgress();
       sources = JSON.parse(e.data).sources || [];
-      setStatus(sources.length ? "Writing the answer…" : "");
+      setStatus(sources.length ? _("Writing the answer…") : "");
     });
     source.addEventListener("token", (e) => {
       answer += JSON.parse(e.data).text;
@@ -127,7 +130,7 @@
         showRefusalHint();
       }
       renderSources(sourcesEl, sources.concat(data.earlier_sources || []), data.cited, questionId);
-      setStatus(data.stopped ? "Stopped." : "");
+      setStatus(data.stopped ? _("Stopped.") : "");
       // answer-tools.js puts copy, link and feedback under the finished answer.
       document.dispatchEvent(new CustomEvent("appliance:answer-done", { detail: { questionId: questionId, stopped: !!data.stopped } }));
       finish(questionId);
@@ -142,7 +145,7 @@
         setStatus("");
         finish(questionId);
       } else {
-        setStatus("Connection lost, reconnecting…");  // EventSource retries on its own
+        setStatus(_("Connection lost, reconnecting…"));  // EventSource retries on its own
       }
     });
   }
@@ -161,7 +164,7 @@
     }
     const link = document.createElement("a");
     link.href = "/questions/" + questionId + "/#ask-form";
-    link.textContent = "Ask a follow-up";
+    link.textContent = _("Ask a follow-up");
     link.className = "small followup";
     document.getElementById("live-answer").appendChild(link);
   }
@@ -172,7 +175,7 @@
       fetch("/api/v1/questions/" + current + "/cancel", {
         method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin",
       });
-      setStatus("Stopping…");
+      setStatus(_("Stopping…"));
     });
   }
 
@@ -187,7 +190,7 @@
       button.disabled = true;
       const hint = document.getElementById("refusal-hint");
       if (hint) hint.hidden = true;
-      setStatus("Sending…");
+      setStatus(_("Sending…"));
       const response = await fetch("/api/v1/questions", {
         method: "POST",
         credentials: "same-origin",
@@ -201,7 +204,7 @@
       });
       const body = await response.json().catch(() => ({}));
       if (!response.ok) {
-        setStatus(body.error || "The question could not be sent. Please try again.");
+        setStatus(body.error || _("The question could not be sent. Please try again."));
         button.disabled = false;
         return;
       }

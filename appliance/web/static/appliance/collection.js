@@ -3,7 +3,10 @@
 (function () {
   "use strict";
   const FINAL = ["ready", "failed", "cancelled"];
-  const LABELS = { queued: "Queued", parsing: "Parsing", embedding: "Embedding", ready: "Ready", failed: "Failed", cancelled: "Cancelled" };
+  // Django's JavaScript catalogue (/jsi18n/, loaded by base.html) gives the page's language.
+  const _ = window.gettext || ((text) => text);
+  const fill = (text, values) => (window.interpolate ? window.interpolate(text, values, true) : text.replace(/%\((\w+)\)s/g, (m, k) => values[k]));
+  const LABELS = { queued: _("Queued"), parsing: _("Parsing"), embedding: _("Embedding"), ready: _("Ready"), failed: _("Failed"), cancelled: _("Cancelled") };
   // One request carries at most this many files or bytes, far below the server's limits,
   // so a folder of thousands of files goes up in parts and a failure costs one part only.
   const PART_FILES = 50;
@@ -85,13 +88,13 @@
     for (let i = 0; i < all.length; i++) {
       const part = all[i];
       const partBytes = part.reduce((n, item) => n + item.file.size, 0);
-      label.textContent = "Uploading part " + (i + 1) + " of " + all.length + "…";
+      label.textContent = fill(_("Uploading part %(part)s of %(total)s…"), { part: i + 1, total: all.length });
       const { status, json } = await send(part, (loaded) => { bar.value = (100 * (sent + loaded)) / total; });
       sent += partBytes;
       bar.value = (100 * sent) / total;
       if (status !== 202 || !json) {
-        const reason = (json && json.error) || "the server answered " + (status || "nothing") + ".";
-        part.forEach(({ path }) => refused.push(path + ": not uploaded, " + reason));
+        const reason = (json && json.error) || fill(_("the server answered %(status)s."), { status: status || _("nothing") });
+        part.forEach(({ path }) => refused.push(path + ": " + _("not uploaded,") + " " + reason));
         continue;
       }
       for (const d of json.documents) {
@@ -102,9 +105,9 @@
       }
     }
     const lines = [];
-    if (counts.queued) lines.push(counts.queued + " file(s) queued for reading.");
-    if (counts.versions) lines.push(counts.versions + " new version(s) queued; the current versions answer until they are ready.");
-    if (counts.duplicates) lines.push(counts.duplicates + " file(s) already in this collection, not added again.");
+    if (counts.queued) lines.push(fill(_("%(count)s file(s) queued for reading."), { count: counts.queued }));
+    if (counts.versions) lines.push(fill(_("%(count)s new version(s) queued; the current versions answer until they are ready."), { count: counts.versions }));
+    if (counts.duplicates) lines.push(fill(_("%(count)s file(s) already in this collection, not added again."), { count: counts.duplicates }));
     window.sessionStorage.setItem(summaryKey, JSON.stringify({ lines, refused }));
     window.location.reload();
   }
@@ -123,7 +126,7 @@
     if (refused.length) {
       const p = document.createElement("p");
       p.className = "error";
-      p.textContent = refused.length + " file(s) not added:";
+      p.textContent = fill(_("%(count)s file(s) not added:"), { count: refused.length });
       box.appendChild(p);
       const list = document.createElement("ul");
       list.className = "error";

@@ -37,8 +37,8 @@
         if (state.pending !== shown || !running) {
           if (!touched) { window.location.reload(); return; }
           news.hidden = false;
-          news.textContent = state.pending + " drafts wait for review. Apply your decisions, " +
-            "or reload the page to see them (unsaved edits on this page would be lost).";
+          const _ = window.gettext || ((text) => text);
+          news.textContent = _("%(count)s drafts wait for review. Apply your decisions, or reload the page to see them (unsaved edits on this page would be lost).").replace("%(count)s", state.pending);
         }
         if (!running) return;
       }
