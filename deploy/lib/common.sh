@@ -114,6 +114,12 @@ ensure_directory_test_server() {
   fi
 }
 
+ensure_second_host_test_tools() {
+  # The two-host test and `benchmark scale` make a second worker host as a network
+  # namespace (ip netns, a veth pair) and forward PostgreSQL and Redis to it with socat.
+  apt_install iproute2 socat util-linux
+}
+
 # --- PostgreSQL and Redis ---------------------------------------------------------------
 
 pg_major() { ls /etc/postgresql 2>/dev/null | sort -n | tail -1; }

@@ -21,6 +21,10 @@ KINDS = {
         "inference.benchmarks.answer",
         "answer latency through the whole appliance vs bare llama.cpp",
     ),
+    "scale": (
+        "inference.benchmarks.scale",
+        "answers and documents per minute with one worker host, then two",
+    ),
 }
 
 
