@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest import actions as ingest_actions
 from tests.e2e.test_pipeline import read_events, upload, wait_final
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_for
 
 pytestmark = [pytest.mark.services]
 
@@ -81,7 +81,19 @@ def test_metrics_move_during_an_answer_and_logs_follow_the_request(
     during.append(scrape(stack))
     reader.join(600)
     assert events and events[-1][1] == "done", events
-    after = scrape(stack)
+
+    # The worker counts the answer just after the "done" event has left for the browser,
+    # so a scrape at once may come a moment too early: wait for the count to arrive.
+    def scrape_once_answered() -> dict | None:
+        scraped = scrape(stack)
+        counted = value(scraped, "appliance_answers_total", outcome="answered")
+        return (
+            scraped
+            if counted > value(before, "appliance_answers_total", outcome="answered")
+            else None
+        )
+
+    after = wait_for(scrape_once_answered, timeout=60, message="the answer to be counted")
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
