@@ -55,7 +55,10 @@ def step(run_id: int) -> str:
 
 def _answer_one(run: Run, golden: GoldenQuestion) -> None:
     scope = access.pilot_run_scope(run.started_by)
-    in_scope = engine.answerable_for(golden, engine.readable_names(run.as_user, scope))
+    # Out of scope: answerable, but only from documents the run's person may not read.
+    in_scope = not golden.answerable or engine.answerable_for(
+        golden, engine.readable_names(run.as_user, scope)
+    )
     try:
         outcome = engine.answer(golden, run.configuration, run.as_user, scope)
     except Exception as exc:  # one question failing never stops the run

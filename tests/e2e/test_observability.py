@@ -38,12 +38,20 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+LOGS = ("web", "ingest", "answer")
 # Celery writes this one line itself, straight to stdout, when it is told to stop.
 CELERY_SHUTDOWN = re.compile(r"worker: (Warm|Cold) shutdown \(MainProcess\)")
 
 
-def json_lines(stack: Stack, name: str) -> list[dict[str, Any]]:
-    text = (stack.log_dir / f"{name}.log").read_text(errors="replace")
+def log_sizes(stack: Stack) -> dict[str, int]:
+    """Where each process's log ends now: the test reads only what comes after."""
+    return {name: (stack.log_dir / f"{name}.log").stat().st_size for name in LOGS}
+
+
+def json_lines(stack: Stack, name: str, since: dict[str, int]) -> list[dict[str, Any]]:
+    with open(stack.log_dir / f"{name}.log", "rb") as handle:
+        handle.seek(since[name])
+        text = handle.read().decode(errors="replace")
     lines = [raw for raw in text.splitlines() if raw.strip() and not CELERY_SHUTDOWN.fullmatch(raw)]
     parsed = []
     for raw in lines:
@@ -57,6 +65,9 @@ def json_lines(stack: Stack, name: str) -> list[dict[str, Any]]:
 def test_metrics_move_during_an_answer_and_logs_follow_the_request(
     people: Any, api_for: Any, stack: Stack
 ) -> None:
+    # The stack serves the whole session: earlier tests' lines (a worker they killed) are
+    # theirs to judge.
+    since = log_sizes(stack)
     curator = api_for(people.carol)
     collection = ingest_actions.create_collection(people.carol, "HR policies", people.hr)
     memo, locked = upload(curator, collection, "pdf/fake-memo.pdf", "pdf/password.pdf")
@@ -118,7 +129,7 @@ def test_metrics_move_during_an_answer_and_logs_follow_the_request(
 
     # Logs: every line of the worker is JSON; its line for this answer names the web
     # request that asked, and no line anywhere holds the question.
-    worker = json_lines(stack, "answer")
+    worker = json_lines(stack, "answer", since)
     finished = [
         e
         for e in worker
@@ -128,7 +139,7 @@ def test_metrics_move_during_an_answer_and_logs_follow_the_request(
     assert finished[0]["request_id"] == REQUEST_ID
     assert finished[0]["outcome"] == "answered" and finished[0]["process"] == "answer"
     assert finished[0]["ttft_ms"] > 0 and finished[0]["completion_tokens"] > 0
-    web = json_lines(stack, "web")
+    web = json_lines(stack, "web", since)
     assert any(
         e.get("event") == "request"
         and e.get("request_id") == REQUEST_ID
@@ -142,5 +153,7 @@ def test_metrics_move_during_an_answer_and_logs_follow_the_request(
         text = (stack.log_dir / f"{name}.log").read_text(errors="replace")
         assert "bottles of water" not in text, name
         assert "bottles" not in text.lower(), name  # nor the document's text
-    documents = [e for e in json_lines(stack, "ingest") if e.get("event") == "document.finished"]
+    documents = [
+        e for e in json_lines(stack, "ingest", since) if e.get("event") == "document.finished"
+    ]
     assert {e["document_id"] for e in documents} >= {memo["id"], locked["id"]}
