@@ -55,3 +55,27 @@ def test_every_pilot_figure_in_the_readme_is_its_records() -> None:
             assert shown == figures[label], (
                 f"{row[0]}: {column} is {shown}, record says {figures[label]}"
             )
+
+
+CROSS_LINGUAL_RECORD = ROOT / "docs/benchmarks/2026-12-03-retrieval-xquad-cross-lingual.md"
+
+
+def test_the_readme_cross_lingual_table_is_its_records_hybrid_rows() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| XQuAD, 300 questions"))
+    header = cells(lines[start])
+    models = ["all-MiniLM-L6-v2", header[2]]
+    recorded = {}
+    for line in CROSS_LINGUAL_RECORD.read_text(encoding="utf-8").splitlines():
+        row = cells(line) if line.startswith("| ") else []
+        if len(row) >= 5 and row[2] == "hybrid":
+            recorded[(row[0], row[1])] = f"{row[3]} / {row[4]}"
+    rows = 0
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        condition, *shown = cells(line)
+        for model, figures in zip(models, shown, strict=True):
+            assert figures == recorded[(model, condition)], (model, condition)
+        rows += 1
+    assert rows == 3
