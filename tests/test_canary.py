@@ -161,6 +161,18 @@ def ingest_text(curator: Any, collection: Collection, name: str, text: str) -> D
     return result.document
 
 
+def ingest_canary(curator: Any, collection: Collection) -> Document:
+    """The canary document: a phrase no one outside ``collection``'s department may meet."""
+    return ingest_text(
+        curator,
+        collection,
+        f"{TITLE}.txt",
+        f"The secret canary phrase is {PHRASE}. The quokka restructuring memo is "
+        "confidential to HR.\n\nRestructuring timeline: the quokka team moves to the second "
+        "floor in March.",
+    )
+
+
 def answer_now(question: Question) -> None:
     """Answer in this process as the answer worker would, with the events it publishes
     after its commit (the final ``done``) really published."""
@@ -184,14 +196,7 @@ def canary(people: Any) -> Canary:
     finance = create_collection(None, "Budgets", people.finance)
     curator_of_finance = accounts.create_or_update_user(None, "fiona")[0]
     accounts.add_membership(None, curator_of_finance, people.finance, Role.CURATOR)
-    document = ingest_text(
-        people.carol,
-        hr,
-        f"{TITLE}.txt",
-        f"The secret canary phrase is {PHRASE}. The quokka restructuring memo is "
-        "confidential to HR.\n\nRestructuring timeline: the quokka team moves to the second "
-        "floor in March.",
-    )
+    document = ingest_canary(people.carol, hr)
     budget = ingest_text(
         curator_of_finance, finance, "budget.txt", "The travel budget for 2026 is 40,000 euros."
     )

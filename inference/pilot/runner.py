@@ -56,7 +56,8 @@ def step(run_id: int) -> str:
 def _answer_one(run: Run, golden: GoldenQuestion) -> None:
     scope = access.pilot_run_scope(run.started_by)
     # Out of scope: answerable, but only from documents the run's person may not read.
-    in_scope = not golden.answerable or engine.answerable_for(
+    # Only a question that names sources needs the person's documents looked up.
+    in_scope = not (golden.answerable and golden.expected_sources) or engine.answerable_for(
         golden, engine.readable_names(run.as_user, scope)
     )
     try:

@@ -20,7 +20,7 @@ from appliance.accounts import actions as accounts
 from ingest.actions import create_collection
 from ingest.models import Chunk, Document
 from tests.support.stack import Stack
-from tests.test_canary import PHRASE, QUESTION, TITLE, ingest_text
+from tests.test_canary import PHRASE, QUESTION, TITLE, ingest_canary
 
 pytestmark = [pytest.mark.services]
 
@@ -29,15 +29,7 @@ ATTACKERS = ["bob", "oscar", "dave", "erin"]
 
 @pytest.fixture
 def canary(people: Any, live_db: Any, stack: Stack) -> Document:
-    hr = create_collection(None, "HR restructuring", people.hr)
-    return ingest_text(
-        people.carol,
-        hr,
-        f"{TITLE}.txt",
-        f"The secret canary phrase is {PHRASE}. The quokka restructuring memo is "
-        "confidential to HR.\n\nRestructuring timeline: the quokka team moves to the second "
-        "floor in March.",
-    )
+    return ingest_canary(people.carol, create_collection(None, "HR restructuring", people.hr))
 
 
 def _chat(stack: Stack, token: str, stream: bool, collections: list[Any] | None = None) -> bytes:

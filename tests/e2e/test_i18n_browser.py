@@ -12,33 +12,16 @@ import pytest
 
 from ingest import actions as ingest_actions
 from tests.conftest import PASSWORD
-from tests.support.browser import CHROMIUM, save_screenshots
+from tests.support.browser import browser_context, save_screenshots
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
 
 @pytest.fixture
 def norwegian_page(stack: Any, monkeypatch: Any) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        context = browser.new_context(base_url=stack.url, locale="nb-NO")
-        page = context.new_page()
-        external: list[str] = []
-        page.on(
-            "request", lambda r: None if r.url.startswith(stack.url) else external.append(r.url)
-        )
-        yield page
-        from django.db import connections
-
-        connections.close_all()
-        browser.close()
-        assert external == [], f"the page loaded something from elsewhere: {external}"
+    with browser_context(stack.url, locale="nb-NO") as context:
+        yield context.new_page()
 
 
 def test_a_norwegian_browser_gets_norwegian_pages_and_a_norwegian_refusal(

@@ -19,7 +19,7 @@ from appliance.accounts import directory
 from appliance.accounts.models import DirectoryAccount, Membership, Role
 from appliance.audit.models import Action, AuditEvent
 from tests.conftest import PASSWORD
-from tests.support.browser import CHROMIUM, save_screenshots
+from tests.support.browser import browser_context, save_screenshots
 from tests.support.oidc_provider import Provider
 from tests.support.slapd import (
     GROUPS,
@@ -114,30 +114,10 @@ def web(
 
 @pytest.fixture
 def page(web: Stack, directories: tuple[Any, Provider], monkeypatch: Any) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     _, provider = directories
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        context = browser.new_context(base_url=web.url)
-        page = context.new_page()
-        elsewhere: list[str] = []
-        page.on(
-            "request",
-            lambda r: (
-                None if r.url.startswith((web.url, provider.issuer)) else elsewhere.append(r.url)
-            ),
-        )
-        yield page
-        from django.db import connections
-
-        connections.close_all()
-        browser.close()
-        assert elsewhere == [], f"the page loaded something from elsewhere: {elsewhere}"
+    with browser_context(web.url, also_allowed=(provider.issuer,)) as context:
+        yield context.new_page()
 
 
 def test_ldap_and_oidc_sign_in_in_a_browser(

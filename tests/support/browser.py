@@ -27,9 +27,11 @@ BLOCKING = ("serious", "critical")
 
 
 @contextmanager
-def browser_context(base_url: str, **context_options: Any) -> Iterator[Any]:
+def browser_context(
+    base_url: str, also_allowed: tuple[str, ...] = (), **context_options: Any
+) -> Iterator[Any]:
     """A Chromium context on ``base_url``; fails the test if a page loads anything from
-    another origin."""
+    another origin than it and ``also_allowed`` (a sign-in provider's, say)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -46,7 +48,10 @@ def browser_context(base_url: str, **context_options: Any) -> Iterator[Any]:
         context = browser.new_context(base_url=base_url, **context_options)
         external: list[str] = []
         context.on(
-            "request", lambda r: None if r.url.startswith(base_url) else external.append(r.url)
+            "request",
+            lambda r: (
+                None if r.url.startswith((base_url, *also_allowed)) else external.append(r.url)
+            ),
         )
         try:
             yield context
