@@ -10,6 +10,7 @@ whole range of floors is measured from one retrieval per question: seconds, not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,22 @@ class FloorRow:
     unanswerable: int
 
 
-def score(version: GoldenSetVersion, config: Configuration, person: Any) -> list[Scored]:
-    """Each question's best similarity under ``config``'s retrieval, as ``person``."""
+def score(
+    version: GoldenSetVersion,
+    config: Configuration,
+    person: Any,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> list[Scored]:
+    """Each question's best similarity under ``config``'s retrieval, as ``person``;
+    ``progress(done, total)`` after each question."""
     readable = engine.readable_names(person, None)
+    questions = list(version.questions.order_by("position"))
     scored = []
-    for golden in version.questions.order_by("position"):
+    for golden in questions:
         hits = engine.find(golden, config, person, None)
         best = max((hit.score for hit in hits), default=0.0)
         scored.append(Scored(engine.answerable_for(golden, readable), best, golden.question))
+        progress(len(scored), len(questions))
     return scored
 
 

@@ -223,7 +223,13 @@ class Command(BaseCommand):
         version = GoldenSetVersion.objects.filter(pk=options["golden_set"]).first()
         if version is None:
             raise CommandError(f"No golden set version {options['golden_set']}.")
-        rows = floor.sweep(floor.score(version, config, person))
+
+        def searched(done: int, total: int) -> None:
+            self.stderr.write(f"\rsearched {done}/{total} questions", ending="")
+            if done == total:
+                self.stderr.write("")
+
+        rows = floor.sweep(floor.score(version, config, person, searched))
         figures = floor.result(version, config, person, rows)
         if options.get("record"):
             command = f"python manage.py {' '.join(sys.argv[1:])}"
